@@ -1,0 +1,1 @@
+"""Decoding and encoding: video (PyAV), stills and sequences, OpenEXR (OpenImageIO)."""

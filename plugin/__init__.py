@@ -1,0 +1,1 @@
+"""What host plug-ins share with the server: contract, client, frame marshalling."""

@@ -1,0 +1,1 @@
+"""Training: datasets, camera simulation, losses, trainers, evaluation, export."""
