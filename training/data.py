@@ -1,0 +1,219 @@
+"""HDR datasets: folders of EXR/HDR images, perspective crops from panoramas, augmentation.
+
+* :class:`HdrFolder` lists the HDR files of a folder (``.exr``, ``.hdr``) and, when the folder
+  has a ``MANIFEST.csv`` with a ``split`` column (as ``../shared/data/hdri`` does: 40 ``train``,
+  6 ``val``), only those of the requested split. Images load through OpenImageIO as linear
+  float32 RGB; non-finite values are zeroed, negatives clamped.
+* :func:`perspective_crop` renders a pinhole view (yaw, pitch, horizontal field of view) from
+  an equirectangular panorama with bilinear sampling (the shared data's recipe: random yaw,
+  pitch, 50-90 degree field of view).
+* :func:`augment`: flips, 90 degree rotations, channel permutations.
+* :class:`PatchDataset`: an endless stream of ``(ldr, hdr, mask)`` training patches: a random
+  view, median-luminance normalisation (Moriwaki §4), then the camera simulation of
+  :mod:`hdrlift.training.camera`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import pathlib
+from typing import Iterator
+
+import numpy as np
+
+from hdrlift.training import camera as cam
+
+DEFAULT_HDRI = pathlib.Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "hdri"
+HDR_SUFFIXES = (".exr", ".hdr")
+
+
+def default_data_root() -> pathlib.Path:
+    """``$HDRLIFT_DATA`` if set, else ``../shared/data/hdri`` next to the checkout."""
+    env = os.environ.get("HDRLIFT_DATA")
+    return pathlib.Path(env) if env else DEFAULT_HDRI
+
+
+def read_hdr(path: str | os.PathLike) -> np.ndarray:
+    """Read an HDR image (EXR, Radiance HDR...) as float32 linear RGB ``H x W x 3``."""
+    import OpenImageIO as oiio
+
+    buf = oiio.ImageBuf(str(path))
+    if buf.has_error:
+        raise OSError(f"cannot read {path}: {buf.geterror().strip()}")
+    px = buf.get_pixels(oiio.FLOAT)
+    if px is None or px.size == 0:
+        raise OSError(f"cannot read {path}: {buf.geterror().strip() or 'no pixels'}")
+    px = np.asarray(px, np.float32)
+    if px.ndim == 2:
+        px = px[..., None]
+    if px.shape[-1] == 1:
+        px = np.repeat(px, 3, axis=-1)
+    px = px[..., :3]
+    px = np.nan_to_num(px, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.ascontiguousarray(np.maximum(px, 0.0))
+
+
+class HdrFolder:
+    """The HDR images of a folder, optionally one split of its ``MANIFEST.csv``."""
+
+    def __init__(self, root: str | os.PathLike | None = None, split: str | None = None):
+        self.root = pathlib.Path(root) if root is not None else default_data_root()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"HDR data folder {self.root} does not exist")
+        manifest = self.root / "MANIFEST.csv"
+        files: list[pathlib.Path]
+        if manifest.exists() and split is not None:
+            with open(manifest, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+            files = [self.root / r["file"] for r in rows if r.get("split") == split]
+        else:
+            files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in HDR_SUFFIXES)
+        self.files = [p for p in files if p.exists()]
+        if not self.files:
+            raise FileNotFoundError(f"no HDR images (.exr, .hdr) for split {split!r} in {self.root}")
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i not in self._cache:
+            self._cache[i] = read_hdr(self.files[i])
+        return self._cache[i]
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.files]
+
+
+def is_panorama(img: np.ndarray) -> bool:
+    h, w = img.shape[:2]
+    return abs(w / h - 2.0) < 0.05
+
+
+def perspective_crop(pano: np.ndarray, yaw: float, pitch: float, fov: float, size: int) -> np.ndarray:
+    """Pinhole view of an equirectangular panorama.
+
+    yaw, pitch and the horizontal field of view ``fov`` are in degrees; the result is
+    ``size x size`` float32, bilinearly sampled (wrapping around in longitude).
+    """
+    h, w = pano.shape[:2]
+    f = 0.5 * size / math.tan(math.radians(fov) / 2.0)
+    u = (np.arange(size, dtype=np.float32) - (size - 1) / 2.0)
+    x, y = np.meshgrid(u, u)
+    d = np.stack([x, -y, np.full_like(x, f)], axis=-1)
+    d /= np.linalg.norm(d, axis=-1, keepdims=True)
+    cp, sp = math.cos(math.radians(pitch)), math.sin(math.radians(pitch))
+    cy, sy = math.cos(math.radians(yaw)), math.sin(math.radians(yaw))
+    rx = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]], np.float32)  # pitch up
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]], np.float32)
+    d = d @ (ry @ rx).T
+    lon = np.arctan2(d[..., 0], d[..., 2])
+    lat = np.arcsin(np.clip(d[..., 1], -1.0, 1.0))
+    px = (lon / (2 * math.pi) + 0.5) * w - 0.5
+    py = (0.5 - lat / math.pi) * h - 0.5
+    x0 = np.floor(px).astype(np.int64)
+    y0 = np.floor(py).astype(np.int64)
+    fx = (px - x0)[..., None].astype(np.float32)
+    fy = (py - y0)[..., None].astype(np.float32)
+    x1 = x0 + 1
+    y1 = np.clip(y0 + 1, 0, h - 1)
+    y0 = np.clip(y0, 0, h - 1)
+    x0 %= w
+    x1 %= w
+    top = pano[y0, x0] * (1 - fx) + pano[y0, x1] * fx
+    bot = pano[y1, x0] * (1 - fx) + pano[y1, x1] * fx
+    return np.ascontiguousarray((top * (1 - fy) + bot * fy).astype(np.float32))
+
+
+def random_view(img: np.ndarray, rng: np.random.Generator, size: int,
+                fov_range: tuple[float, float] = (50.0, 90.0), pitch_range: tuple[float, float] = (-20.0, 35.0)) -> np.ndarray:
+    """A random perspective view of a panorama, or a random crop of an ordinary photograph."""
+    if is_panorama(img):
+        return perspective_crop(img, float(rng.uniform(-180, 180)), float(rng.uniform(*pitch_range)),
+                                float(rng.uniform(*fov_range)), size)
+    h, w = img.shape[:2]
+    if h < size or w < size:
+        reps = (math.ceil(size / h), math.ceil(size / w), 1)
+        img = np.tile(img, reps)
+        h, w = img.shape[:2]
+    y = int(rng.integers(0, h - size + 1))
+    x = int(rng.integers(0, w - size + 1))
+    return np.ascontiguousarray(img[y:y + size, x:x + size])
+
+
+def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random horizontal flip, 90-degree rotation and channel permutation."""
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    k = int(rng.integers(0, 4)) if rng.random() < 0.25 else 0
+    if k:
+        img = np.rot90(img, k)
+    if rng.random() < 0.2:
+        img = img[..., rng.permutation(3)]
+    return np.ascontiguousarray(img)
+
+
+def normalise_median(hdr: np.ndarray, key: float = 0.18) -> np.ndarray:
+    """Moriwaki §4: scale so that the median luminance is ``key``."""
+    med = float(np.median(cam.luminance(hdr)))
+    if med <= 1e-12:
+        med = max(float(cam.luminance(hdr).mean()), 1e-12)
+    return (hdr * np.float32(key / med)).astype(np.float32)
+
+
+class PatchDataset:
+    """Endless ``(ldr, hdr_reference)`` patches, CHW float32, from an :class:`HdrFolder`.
+
+    ``ldr`` are code values in [0, 1]; ``hdr_reference`` is the scene in the engine's output
+    units (1.0 = the LDR picture's white), so a perfect model maps ``ldr`` to it.
+    """
+
+    def __init__(self, folder: HdrFolder, size: int = 128, seed: int = 0, clip_range=(0.01, 0.12),
+                 curves: str = "srgb", noise: bool = False, compression: bool = False):
+        self.folder = folder
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+        self.clip_range = clip_range
+        self.curves = curves
+        self.noise = noise
+        self.compression = compression
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        rng = self.rng
+        img = self.folder[int(rng.integers(len(self.folder)))]
+        view = augment(random_view(img, rng, self.size), rng)
+        view = normalise_median(view)
+        camera = cam.random_camera(rng, clip_range=self.clip_range, curves=self.curves,
+                                   noise=self.noise, compression=self.compression)
+        ldr, ref, _ = camera(view, rng)
+        return ldr.transpose(2, 0, 1).copy(), ref.transpose(2, 0, 1).copy()
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [self.sample() for _ in range(n)]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while True:
+            yield self.sample()
+
+
+def validation_set(folder: HdrFolder, clip_fractions=(0.03, 0.10), views: int = 4, size: int = 256,
+                   seed: int = 1234) -> list[dict]:
+    """A fixed, deterministic evaluation set: ``views`` perspective views per image, each
+    exposed at every clip fraction with the sRGB camera (8 bits, no noise)."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for i, name in enumerate(folder.names()):
+        img = folder[i]
+        for v in range(views):
+            view = normalise_median(random_view(img, rng, size))
+            for frac in clip_fractions:
+                ldr, ref, _ = cam.Camera(clip_fraction=frac)(view, rng)
+                items.append({"name": f"{name}#{v}", "clip_fraction": frac, "ldr": ldr, "hdr": ref})
+    return items
+
+
+__all__ = ["HdrFolder", "PatchDataset", "perspective_crop", "random_view", "augment", "read_hdr",
+           "normalise_median", "validation_set", "default_data_root"]
