@@ -15,6 +15,8 @@ Recipes (loss per model family, the papers' own):
 
 * ``hdrcnn``, ``hdrcnn-lite``: Eilertsen Eq. 19 (``eilertsen_log``) or Eq. 22 (``eilertsen_ir``)
   on the log prediction.
+* ``psnr`` (:mod:`hdrlift.training.objectives`): per-image PSNR in the evaluation's own
+  domains, for fine-tuning a model to the evaluation protocol.
 * any other network: ``log_l1`` on its linear output (L1 of ``log(H + eps)``), until its paper's
   loss is wired in its config (``"loss": NAME`` from ``training.losses``).
 """
@@ -69,6 +71,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     time_limit_min: float = 0.0  # stop (with a checkpoint) after this many minutes; 0 = none
     amp: bool = True  # CUDA only
+    init_from: str | None = None  # safetensors weights to start from (fine-tuning)
+    select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "TrainConfig":
@@ -113,6 +117,10 @@ def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.
     pred = net(ldr)
     if loss == "log_l1":
         return (torch.log(pred.clamp(min=0.0) + L.LOG_EPS) - torch.log(hdr + L.LOG_EPS)).abs().mean()
+    if loss == "psnr":
+        from hdrlift.training.objectives import psnr_objective
+
+        return psnr_objective(pred, hdr)
     fn = getattr(L, loss, None)
     if fn is None:
         raise InputError(f"unknown loss {loss!r}")
@@ -207,7 +215,12 @@ def train(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device: str
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     seed_everything(cfg.seed)
-    net = build_network(cfg.model).to(dev)
+    net = build_network(cfg.model)
+    if cfg.init_from:
+        from hdrlift.engine.models.registry import load_state
+
+        load_state(net, cfg.init_from, cfg.model)
+    net = net.to(dev)
     ema = EMA(net, cfg.ema)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and dev.type == "cuda"
@@ -290,8 +303,9 @@ def train(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device: str
                 logger.log({"step": step, "val": metrics, "elapsed_s": round(elapsed, 1)})
                 if progress:
                     print(f"  val {json.dumps({k: round(v, 3) for k, v in metrics.items()})}", file=sys.stderr, flush=True)
-                if metrics.get("psnr_mu", -1e9) > best:
-                    best = metrics["psnr_mu"]
+                sel = sum(metrics.get(k, -1e9) for k in cfg.select.split("+"))
+                if sel > best:
+                    best = sel
                     save_safetensors(ema.shadow, out / "best.safetensors",
                                      {**meta, "step": str(step), "val": json.dumps(metrics)})
             if step % cfg.checkpoint_every == 0:
@@ -304,7 +318,7 @@ def train(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device: str
         save_checkpoint()
         save_safetensors(ema.shadow, out / "last.safetensors", {**meta, "step": str(step)})
         logger.close()
-    return {"step": step, "best_psnr_mu": best, "loss": last_loss}
+    return {"step": step, "best_score": best, "loss": last_loss}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -322,8 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sigterm(signum, frame):  # a farm scheduler's SIGTERM: stop like Ctrl-C, checkpoint saved
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import signal
+
+    signal.signal(signal.SIGTERM, _sigterm)
     try:
         cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
         if args.model:

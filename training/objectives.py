@@ -1,0 +1,55 @@
+"""Training objectives that optimise the evaluation protocol itself.
+
+:func:`psnr_objective` — the negative mean, over the images of a batch, of PSNR in the two
+domains ``hdrlift-eval`` scores (mu-law with the NTIRE 2021 tanh normalisation, and PU21 on
+absolute luminance, see :mod:`hdrlift.training.metrics`), plus a small L1 term on log HDR.
+
+Why: the evaluation averages PSNR in dB over images, so an image the inverse camera curve
+already gets almost right (a barely clipped sky, 65 dB) weighs as much as one with a clipped
+sun (30 dB), and losing 3 dB on the first costs more than winning 0.2 dB on the second. A
+per-pixel loss (Eilertsen Eq. 19, or L1 on log) weighs pixels, not images, and trades the easy
+images away; ``log10(MSE_i)`` per image weighs every image by ``1 / MSE_i``, as the metric does.
+This is a choice of ours; the seeds' own losses live in :mod:`hdrlift.training.losses`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hdrlift.training.metrics import DISPLAY_WHITE_NITS, MU, PU21_BANDING_GLARE, PU21_L_MAX, PU21_L_MIN
+
+_LUMA = (0.2126, 0.7152, 0.0722)
+
+
+def _lum(x: torch.Tensor) -> torch.Tensor:
+    return _LUMA[0] * x[:, 0] + _LUMA[1] * x[:, 1] + _LUMA[2] * x[:, 2]
+
+
+def pu21_encode_t(nits: torch.Tensor) -> torch.Tensor:
+    """PU21 (banding_glare) on a tensor; see :func:`hdrlift.training.metrics.pu21_encode`."""
+    p1, p2, p3, p4, p5, p6, p7 = PU21_BANDING_GLARE
+    y = nits.clamp(PU21_L_MIN, PU21_L_MAX)
+    yp = y ** p4
+    return p7 * (((p1 + p2 * yp) / (1.0 + p3 * yp)) ** p5 - p6)
+
+
+def mu_tonemap_t(x: torch.Tensor, norm: torch.Tensor, mu: float = MU) -> torch.Tensor:
+    return torch.log1p(mu * torch.tanh(x.clamp(min=0.0) / norm)) / torch.log1p(torch.tensor(mu))
+
+
+def psnr_objective(pred: torch.Tensor, target: torch.Tensor, log_l1: float = 0.1,
+                   floor: float = 1e-10) -> torch.Tensor:
+    """``mean_i [log10 MSE_mu(i) + log10 MSE_PU21(i) / peak^2] + log_l1 * L1(log)`` (lower is better)."""
+    n = pred.shape[0]
+    norm = torch.quantile(target.reshape(n, -1), 0.99, dim=1).clamp(min=1e-6).view(n, 1, 1, 1)
+    mse_mu = ((mu_tonemap_t(pred, norm) - mu_tonemap_t(target, norm)) ** 2).reshape(n, -1).mean(1)
+    peak = float(pu21_encode_t(torch.tensor(PU21_L_MAX)))
+    pa = pu21_encode_t(_lum(pred.clamp(min=0.0)) * DISPLAY_WHITE_NITS)
+    pb = pu21_encode_t(_lum(target) * DISPLAY_WHITE_NITS)
+    mse_pu = ((pa - pb) ** 2).reshape(n, -1).mean(1) / (peak * peak)
+    eps = 1.0 / 255.0
+    l1 = (torch.log(pred.clamp(min=0.0) + eps) - torch.log(target + eps)).abs().mean()
+    return (torch.log10(mse_mu + floor) + torch.log10(mse_pu + floor)).mean() + log_l1 * l1
+
+
+__all__ = ["psnr_objective", "pu21_encode_t", "mu_tonemap_t"]
