@@ -636,8 +636,10 @@ class VideoReader:
 
     # -- decoding ------------------------------------------------------------------------
 
-    def frames(self, start: int = 1, end: int | None = None, every: int = 1) -> Iterator[Frame]:
+    def frames(self, start: int | None = 1, end: int | None = None, every: int = 1) -> Iterator[Frame]:
         """Yield the frames numbered ``start, start + every, ...`` up to ``end`` (inclusive).
+
+        ``start=None`` means the first frame (1), ``end=None`` the last.
 
         Frames are numbered from 1 in presentation order; decoding is sequential from the
         start of the file, and only the frames yielded are converted to R'G'B'.
@@ -647,6 +649,8 @@ class VideoReader:
             InputError: the clip is truncated or corrupt (naming the last good frame), or a
                 frame changes size mid-stream.
         """
+        if start is None:
+            start = 1
         if start < 1 or every < 1 or (end is not None and end < start):
             raise ValueError(f"bad frame range start={start} end={end} every={every}")
         if self._closed:
