@@ -1,0 +1,173 @@
+"""Command-line entry points: ``hdr-video`` and ``hdr-image``.
+
+Both drive :class:`hdrlift.engine.pipeline.Pipeline`; nothing here re-implements colour,
+models or IO. Errors print one line, ``PROG: error: ...``, and exit non-zero (2 input,
+3 output, 4 model, 5 colour, 130 interrupted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+from hdrlift.engine import __version__
+from hdrlift.engine.errors import HdrliftError, InputError
+
+EPILOG = """\
+exit status: 0 done, 1 error, 2 bad input, 3 output cannot be written, 4 model, 5 colour,
+130 interrupted (finished frames are complete; rerun with --resume).
+"""
+
+
+def _frames(text: str) -> tuple[int, int | None]:
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)?\s*)?", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"frame range must be START-END, START- or N, got {text!r}")
+    start = int(m.group(1))
+    end = int(m.group(2)) if m.group(2) else (None if "-" in text else start)
+    if end is not None and end < start:
+        raise argparse.ArgumentTypeError(f"frame range {text!r} ends before it starts")
+    return start, end
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return v
+
+
+def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
+    from hdrlift.engine.colour import DEFAULT_CONFIG, DEFAULT_OUTPUT_SPACE
+    from hdrlift.engine.models import DEFAULT_MODEL
+    from hdrlift.engine.pipeline import EXR_COMPRESSIONS
+
+    if video:
+        desc = ("Reconstruct scene-linear HDR from an SDR video, image sequence or still, frame by frame, "
+                "into an OpenEXR sequence named after the source frame numbers (name.####.exr).")
+        usage = f"{prog} [options] INPUT OUTPUT_DIR_OR_PATTERN"
+    else:
+        desc = "Reconstruct a scene-linear HDR OpenEXR from one SDR image (PNG, JPEG, TIFF, DPX...)."
+        usage = f"{prog} [options] INPUT OUTPUT.exr"
+    ap = argparse.ArgumentParser(prog=prog, description=desc, usage=usage, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input", nargs="?", help="input video (mp4, mov, mkv...), image sequence "
+                    "(name.####.png or name.%%04d.png) or image" if video else "input image")
+    ap.add_argument("output", nargs="?", help="output folder (frames become FOLDER/<name>.####.exr) or a pattern "
+                    "with #### / %%04d" if video else "output .exr file")
+    g = ap.add_argument_group("model")
+    g.add_argument("--model", default=DEFAULT_MODEL, help=f"reconstruction model (default {DEFAULT_MODEL}); see --list-models")
+    g.add_argument("--weights", metavar="FILE", help="use these .safetensors weights for the network")
+    g.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1...")
+    g.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime", "tensorrt"),
+                   help="inference back end (default auto: TensorRT on CUDA when installed, else the faster of "
+                        "torch and onnxruntime, measured once and cached); the choice is reported")
+    g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="inference precision (default fp32)")
+    g.add_argument("--list-models", action="store_true", help="list models and whether weights are shipped, then exit")
+    c = ap.add_argument_group("colour (OpenColorIO)")
+    c.add_argument("--ocio-config", metavar="CONFIG", help=f"OCIO config path or ocio:// URI (default $OCIO, else {DEFAULT_CONFIG})")
+    c.add_argument("--input-colorspace", metavar="NAME", help="colour space of the input code values "
+                   "(default: from the stream's colour tags; sRGB for images)")
+    c.add_argument("--output-colorspace", metavar="NAME", default=DEFAULT_OUTPUT_SPACE,
+                   help=f"scene-linear output space (default {DEFAULT_OUTPUT_SPACE}; e.g. lin_rec709, ACES2065-1, lin_rec2020)")
+    c.add_argument("--list-colorspaces", action="store_true", help="list the config's colour spaces, then exit")
+    if video:
+        t = ap.add_argument_group("stream colour tags (override what the file says)")
+        t.add_argument("--primaries", help="bt709, bt470bg, smpte170m, bt2020...")
+        t.add_argument("--transfer", help="bt709, iec61966-2-1 (sRGB), gamma22...")
+        t.add_argument("--matrix", help="bt709, smpte170m, bt470bg, bt2020nc...")
+        t.add_argument("--range", choices=("tv", "pc"), help="tv (limited) or pc (full)")
+    o = ap.add_argument_group("output (OpenEXR)")
+    o.add_argument("--float", action="store_true", help="write 32-bit float (default half float)")
+    o.add_argument("--compression", default="zip", choices=EXR_COMPRESSIONS, help="EXR compression (default zip)")
+    o.add_argument("--mask-layer", action="store_true", help="add a 'mask.Y' layer: which pixels were expanded")
+    o.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    o.add_argument("--preview", metavar="PNG", help="also write a side-by-side PNG: input | reconstruction 3 stops darker")
+    if video:
+        o.add_argument("--resume", action="store_true", help="skip frames whose EXR is already complete")
+        f = ap.add_argument_group("frames")
+        f.add_argument("--frames", type=_frames, metavar="START-END", help="only these source frame numbers (inclusive)")
+        f.add_argument("--every", type=_positive, default=1, metavar="N", help="every Nth frame of the range")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--version", action="version", version=f"hdrlift {__version__}")
+    return ap
+
+
+def _list_models() -> str:
+    from hdrlift.engine.models import DEFAULT_MODEL, available
+
+    rows = []
+    for info in available():
+        state = "ready" if info.runnable else "no weights shipped"
+        default = " (default)" if info.name == DEFAULT_MODEL else ""
+        rows.append(f"{info.name:<20} {info.kind:<9} {state:<19} {info.summary}{default}")
+    return "\n".join(rows)
+
+
+def _run(prog: str, argv: list[str] | None, video: bool) -> int:
+    ap = _parser(prog, video)
+    args = ap.parse_args(argv)
+    try:
+        if args.list_models:
+            print(_list_models())
+            return 0
+        if args.list_colorspaces:
+            from hdrlift.engine.colour import ColourManager
+
+            print(ColourManager(args.ocio_config).list_text())
+            return 0
+        if not args.input or not args.output:
+            ap.error("INPUT and OUTPUT are required")
+        from hdrlift.engine.pipeline import Pipeline, PipelineOptions, default_progress
+
+        opts = PipelineOptions(model=args.model, weights=args.weights, device=args.device,
+                               ocio_config=args.ocio_config, input_space=args.input_colorspace,
+                               output_space=args.output_colorspace, half=not args.float,
+                               compression=args.compression, mask_layer=args.mask_layer,
+                               backend=args.backend, precision=args.precision)
+        pipe = Pipeline(opts)
+        progress = None if args.quiet else default_progress()
+        if video:
+            start, end = args.frames if args.frames else (None, None)
+            reader_options = {k: getattr(args, k) for k in ("primaries", "transfer", "matrix", "range")
+                              if getattr(args, k)}
+            report = pipe.convert(args.input, args.output, start=start, end=end, every=args.every,
+                                  resume=args.resume, overwrite=args.overwrite, progress=progress,
+                                  preview=args.preview, reader_options=reader_options)
+        else:
+            report = pipe.convert(args.input, args.output, overwrite=args.overwrite, progress=progress,
+                                  preview=args.preview, single=True)
+        if not args.quiet:
+            skipped = f", {len(report.skipped)} already complete" if report.skipped else ""
+            print(f"{prog}: {len(report.written)} EXR written{skipped} in {report.seconds:.1f}s "
+                  f"({report.fps:.2f} frames/s), {report.input_space} -> {report.output_space}, "
+                  f"model {pipe.model_name} on {pipe.backend.name}/{pipe.backend.device}", file=sys.stderr)
+        return 0
+    except HdrliftError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted; finished frames are complete, rerun with --resume", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print(f"{prog}: error: out of memory", file=sys.stderr)
+        return 1
+    except OSError as exc:  # anything the IO layer did not already translate
+        print(f"{prog}: error: {InputError(str(exc))}", file=sys.stderr)
+        return 1
+
+
+def video_main(argv: list[str] | None = None) -> int:
+    return _run("hdr-video", argv, video=True)
+
+
+def image_main(argv: list[str] | None = None) -> int:
+    return _run("hdr-image", argv, video=False)
+
+
+if __name__ == "__main__":
+    raise SystemExit(video_main())

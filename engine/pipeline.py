@@ -1,0 +1,483 @@
+"""The one pipeline every entry point drives (CLI, gRPC server, host shims).
+
+    decode (PyAV / OpenImageIO) -> colour in (OCIO: input space -> network input domain)
+      -> model (registry) -> colour out (OCIO: linear Rec.709 -> output space)
+      -> encode (OpenEXR, atomic) | reply (server) | host image
+
+Decoding and EXR encoding run in their own threads, connected to inference by bounded queues,
+so the slowest stage sets the rate and memory stays flat for any clip length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import queue
+import re
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from hdrlift.engine import __version__
+from hdrlift.engine.colour import (
+    DEFAULT_CONFIG,
+    DEFAULT_OUTPUT_SPACE,
+    NETWORK_INPUT_SPACE,
+    NETWORK_OUTPUT_SPACE,
+    ColourManager,
+    colorspace_from_tags,
+)
+from hdrlift.engine.errors import HdrliftError, InputError, ModelError, OutputError
+from hdrlift.engine.io import exr
+from hdrlift.engine.io.images import open_source
+from hdrlift.engine.backends import create_backend
+from hdrlift.engine.models import DEFAULT_MODEL, get_info, load_model
+from hdrlift.engine.tiling import DEFAULT_MAX_PIXELS, run_tiled
+
+EXR_COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
+_SENTINEL = object()
+
+
+@dataclasses.dataclass
+class PipelineOptions:
+    model: str = DEFAULT_MODEL
+    weights: str | None = None  # user weights (.safetensors) for a network
+    device: str = "cpu"
+    ocio_config: str | None = None  # None: $OCIO, else the OCIO built-in studio config
+    input_space: str | None = None  # None: from the stream's colour tags
+    output_space: str = DEFAULT_OUTPUT_SPACE
+    half: bool = True
+    compression: str = "zip"
+    mask_layer: bool = False  # extra EXR layer "mask.Y": which pixels were expanded
+    queue_size: int = 4  # frames in flight between stages (bounds memory)
+    backend: str = "auto"  # auto, torch, onnxruntime, tensorrt (engine/backends)
+    precision: str = "fp32"  # fp32, fp16, bf16
+    max_pixels: int | None = None  # frames above this many pixels run in overlapping tiles (None: default)
+    cache_dir: str | None = None  # ONNX exports, TensorRT plans, auto-selection records
+    encode_workers: int = 2
+
+    def validate(self) -> None:
+        if self.compression not in EXR_COMPRESSIONS:
+            raise OutputError(f"unknown EXR compression {self.compression!r}; choose one of {', '.join(EXR_COMPRESSIONS)}")
+        if self.queue_size < 1 or self.encode_workers < 1:
+            raise ValueError("queue_size and encode_workers must be >= 1")
+
+
+@dataclasses.dataclass
+class FrameResult:
+    hdr: np.ndarray  # H x W x 3 float32, scene-linear in the output space
+    mask: np.ndarray  # H x W float32 in [0, 1]: how much each pixel was expanded
+    linear709: np.ndarray  # H x W x 3 float32 in the network output domain (for previews)
+
+
+@dataclasses.dataclass
+class RunReport:
+    written: list[pathlib.Path]
+    skipped: list[pathlib.Path]
+    frames: int
+    seconds: float
+    input_space: str
+    output_space: str
+    timings: dict[str, float]  # seconds spent per stage: decode, model, encode (busy time)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def output_path(pattern: str | os.PathLike, number: int) -> pathlib.Path:
+    """Expand ``name.####.exr`` or ``name.%04d.exr`` with a frame number."""
+    s = str(pattern)
+    m = re.search(r"%0?(\d*)d", s)
+    if m:
+        width = int(m.group(1) or 1)
+        return pathlib.Path(s[: m.start()] + f"{number:0{width}d}" + s[m.end():])
+    m = re.search(r"#+", s)
+    if m:
+        width = len(m.group(0))
+        return pathlib.Path(s[: m.start()] + f"{number:0{width}d}" + s[m.end():])
+    raise OutputError(f"output pattern {s!r} has no frame number field (#### or %04d)")
+
+
+def sequence_pattern(source: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Turn an output folder into ``folder/<source stem>.####.exr``; keep explicit patterns."""
+    out_s = str(out)
+    if "#" in out_s or re.search(r"%0?\d*d", out_s):
+        return out_s
+    stem = pathlib.Path(str(source)).name
+    stem = re.sub(r"(\.?[#]+|\.?%0?\d*d)?\.[^.]+$", "", stem) or "frame"
+    return str(pathlib.Path(out_s) / f"{stem}.####.exr")
+
+
+class Pipeline:
+    """Frame-by-frame HDR reconstruction with colour management. Thread-safe for ``process``."""
+
+    def __init__(self, options: PipelineOptions | None = None, **overrides):
+        opts = dataclasses.replace(options or PipelineOptions(), **overrides)
+        opts.validate()
+        self.options = opts
+        self.colour = ColourManager(opts.ocio_config)
+        self.output_space = self.colour.resolve(opts.output_space)
+        self._to_output = self.colour.network_converter(self.output_space, to_network=False)
+        info = get_info(opts.model)
+        if info.kind == "fusion":
+            raise ModelError(f"model {opts.model!r} merges exposure brackets; use hdr-merge --method {opts.model}")
+        self.model = load_model(opts.model, device=opts.device, weights=opts.weights)
+        self.model_name = opts.model
+        self.model_version = self.model.info.version
+        self.backend = create_backend(self.model, kind=opts.backend, device=opts.device,
+                                      precision=opts.precision, cache_dir=opts.cache_dir)
+        self.max_pixels = opts.max_pixels or DEFAULT_MAX_PIXELS
+        self._lock = threading.Lock()
+        try:
+            self.chromaticities = self.colour.chromaticities(self.output_space)
+        except HdrliftError:
+            self.chromaticities = None
+
+    # -- in-memory -------------------------------------------------------------------------
+    def input_space_for(self, tags=None) -> str:
+        if self.options.input_space:
+            return self.colour.resolve(self.options.input_space)
+        if tags is None:
+            return self.colour.resolve("srgb")
+        return colorspace_from_tags(tags, self.colour)
+
+    def process(self, rgb: np.ndarray, input_space: str | None = None) -> FrameResult:
+        """Reconstruct one frame: ``rgb`` H x W x 3 code values in ``input_space``."""
+        rgb = self._check_frame(rgb)
+        space = self.colour.resolve(input_space) if input_space else self.input_space_for(None)
+        net_in = self.colour.network_converter(space, to_network=True)(rgb)
+        np.clip(net_in, 0.0, 1.0, out=net_in)
+        lin, mask = self._infer(net_in)
+        return FrameResult(hdr=self._to_output(lin), mask=mask, linear709=lin)
+
+    @staticmethod
+    def _check_frame(rgb: np.ndarray) -> np.ndarray:
+        a = np.asarray(rgb)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise InputError(f"frame must be H x W x 3, got shape {tuple(a.shape)}")
+        if a.shape[0] < 1 or a.shape[1] < 1:
+            raise InputError(f"frame is empty: shape {tuple(a.shape)}")
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        bad = int(np.count_nonzero(~np.isfinite(a)))
+        if bad:
+            raise InputError(f"frame has {bad} NaN/Inf values")
+        return a
+
+    def _infer(self, net_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        lin, mask = run_tiled(self.backend, net_in, max_pixels=self.max_pixels)
+        if not np.isfinite(lin).all():
+            raise ModelError(f"model {self.model_name!r} produced non-finite values")
+        return lin, mask
+
+    # -- files -----------------------------------------------------------------------------
+    def exr_attributes(self, source: str, number: int, input_space: str) -> dict:
+        attrs = {
+            "oiio:ColorSpace": self.output_space,
+            "hdrlift:colorspace": self.output_space,
+            "hdrlift:input_colorspace": input_space,
+            "hdrlift:source": str(source),
+            "hdrlift:source_frame": int(number),
+            "hdrlift:model": self.model_name,
+            "hdrlift:model_version": self.model_version,
+            "hdrlift:version": __version__,
+            "hdrlift:ocio_config": self.colour.config_name,
+        }
+        if self.chromaticities is not None:
+            attrs["chromaticities"] = tuple(float(c) for c in self.chromaticities)
+        return attrs
+
+    def write_frame(self, path: pathlib.Path, result: FrameResult, attrs: dict) -> None:
+        layers = {"mask": result.mask} if self.options.mask_layer else None
+        exr.write_exr(path, result.hdr, half=self.options.half, compression=self.options.compression,
+                      attributes=attrs, layers=layers)
+
+    def convert(
+        self,
+        source: str | os.PathLike,
+        output: str | os.PathLike,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        every: int = 1,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: Callable[[int, int | None, float], None] | None = None,
+        preview: str | os.PathLike | None = None,
+        reader_options: dict | None = None,
+        single: bool = False,
+    ) -> RunReport:
+        """Convert a video, image sequence or still to EXR files.
+
+        ``output`` is a folder (frames become ``folder/<stem>.####.exr``), a pattern with
+        ``####``/``%04d``, or, with ``single=True``, one EXR path for a still.
+        """
+        if every < 1:
+            raise InputError(f"--every must be >= 1, got {every}")
+        if start is not None and end is not None and end < start:
+            raise InputError(f"frame range {start}-{end} is empty")
+        reader = open_source(source, **(reader_options or {}))
+        t0 = time.perf_counter()
+        timings = {"decode": 0.0, "model": 0.0, "encode": 0.0}
+        written: list[pathlib.Path] = []
+        skipped: list[pathlib.Path] = []
+        with reader:
+            input_space = self.input_space_for(getattr(reader, "tags", None))
+            to_net = self.colour.network_converter(input_space, to_network=True)
+            if single:
+                target = pathlib.Path(output)
+                if target.suffix.lower() != ".exr":
+                    raise OutputError(f"output must be an .exr file, got {str(target)!r}")
+                def path_for(n: int) -> pathlib.Path:
+                    return target
+            else:
+                pattern = sequence_pattern(source, output)
+                def path_for(n: int) -> pathlib.Path:
+                    return output_path(pattern, n)
+            out_dir = path_for(0).parent
+            self._prepare_dir(out_dir)
+            remove_stale_temporaries(out_dir)
+
+            total = self._count(reader, start, end, every)
+            frames_iter = self._decode_thread(reader.frames(start=start, end=end, every=every), timings)
+            preview_pick = None
+            pending: list[tuple[pathlib.Path, Future]] = []
+            done = 0
+            n_seen = 0
+            mid = None if total is None else total // 2
+            with ThreadPoolExecutor(max_workers=self.options.encode_workers, thread_name_prefix="exr") as pool:
+                try:
+                    for frame in frames_iter:
+                        target = path_for(frame.number)
+                        n_seen += 1
+                        want_preview = preview is not None and (preview_pick is None or n_seen - 1 == mid)
+                        if target.exists():
+                            if resume and exr.is_complete_exr(target) and not want_preview:
+                                skipped.append(target)
+                                done += 1
+                                if progress:
+                                    progress(done, total, time.perf_counter() - t0)
+                                continue
+                            if not (resume or overwrite):
+                                raise OutputError(f"{target} exists; pass --resume to skip finished frames or --overwrite")
+                        tm = time.perf_counter()
+                        rgb = self._check_frame_in(frame, source)
+                        net_in = to_net(rgb)
+                        np.clip(net_in, 0.0, 1.0, out=net_in)
+                        lin, mask = self._infer(net_in)
+                        result = FrameResult(hdr=self._to_output(lin), mask=mask, linear709=lin)
+                        timings["model"] += time.perf_counter() - tm
+                        if want_preview:
+                            preview_pick = (net_in, lin)
+                        if resume and target.exists() and exr.is_complete_exr(target):
+                            skipped.append(target)
+                            done += 1
+                            continue
+                        attrs = self.exr_attributes(source, frame.number, input_space)
+                        # bounded: wait for the oldest write before queueing more
+                        while len(pending) >= self.options.queue_size:
+                            self._finish(pending.pop(0), written, timings)
+                        pending.append((target, pool.submit(self._timed_write, target, result, attrs)))
+                        done += 1
+                        if progress:
+                            progress(done, total, time.perf_counter() - t0)
+                    while pending:
+                        self._finish(pending.pop(0), written, timings)
+                except BaseException:
+                    frames_iter.close()
+                    # let frames already being written finish (atomic writes: no partial files)
+                    for _, fut in pending:
+                        try:
+                            fut.result()
+                        except Exception:
+                            pass
+                    raise
+        if done == 0:
+            raise InputError(f"no frames to convert in {source} for the requested range")
+        if preview is not None and preview_pick is not None:
+            write_preview(preview, preview_pick[0], preview_pick[1], self.colour)
+        return RunReport(written=written, skipped=skipped, frames=done, seconds=time.perf_counter() - t0,
+                         input_space=input_space, output_space=self.output_space, timings=timings)
+
+    def _timed_write(self, path, result, attrs) -> float:
+        t = time.perf_counter()
+        self.write_frame(path, result, attrs)
+        return time.perf_counter() - t
+
+    @staticmethod
+    def _finish(item, written, timings) -> None:
+        path, fut = item
+        timings["encode"] += fut.result()
+        written.append(path)
+
+    @staticmethod
+    def _check_frame_in(frame, source) -> np.ndarray:
+        try:
+            return Pipeline._check_frame(frame.rgb)
+        except InputError as exc:
+            raise InputError(f"{source} frame {frame.number}: {exc}") from None
+
+    @staticmethod
+    def _prepare_dir(out_dir: pathlib.Path) -> None:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+        if not os.access(out_dir, os.W_OK):
+            raise OutputError(f"output folder {out_dir} is not writable")
+
+    @staticmethod
+    def _count(reader, start, end, every) -> int | None:
+        n = getattr(reader, "frame_count", None)
+        first = getattr(reader, "first_number", 1)
+        if not n:
+            return None
+        lo = max(start or first, first)
+        hi = min(end if end is not None else first + n - 1, first + n - 1)
+        return max(0, (hi - lo) // every + 1) if hi >= lo else 0
+
+    def _decode_thread(self, frames: Iterable, timings: dict) -> Iterator:
+        """Run the decoder in its own thread, handing frames over a bounded queue."""
+        q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
+        stop = threading.Event()
+
+        def work():
+            it = iter(frames)
+            try:
+                while not stop.is_set():
+                    t = time.perf_counter()
+                    try:
+                        f = next(it)
+                    except StopIteration:
+                        break
+                    timings["decode"] += time.perf_counter() - t
+                    while not stop.is_set():
+                        try:
+                            q.put(f, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                q.put(_SENTINEL)
+            except BaseException as exc:  # hand the error to the consumer
+                q.put(exc)
+            finally:
+                close = getattr(it, "close", None)
+                if close:
+                    close()
+
+        th = threading.Thread(target=work, name="decode", daemon=True)
+        th.start()
+
+        def gen():
+            try:
+                while True:
+                    item = q.get()
+                    if item is _SENTINEL:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
+            finally:
+                stop.set()
+                while th.is_alive():
+                    try:
+                        q.get_nowait()
+                    except queue.Empty:
+                        pass
+                    th.join(timeout=0.05)
+
+        return gen()
+
+
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)-")
+
+
+def remove_stale_temporaries(folder: pathlib.Path) -> list[pathlib.Path]:
+    """Delete temporary files left by a killed run (``.name.tmp-PID-...``) whose process is gone.
+
+    Finished frames are never partial (they are renamed into place whole); this only tidies
+    the hidden temporaries a SIGKILL or power cut can leave behind.
+    """
+    removed = []
+    for entry in folder.iterdir():
+        m = _TEMP_NAME.match(entry.name)
+        if not m or not entry.is_file():
+            continue
+        pid = int(m.group(1))
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                continue  # another live process is writing it
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        else:
+            continue
+        entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+_PREVIEW_CM: list[ColourManager] = []
+
+
+def _preview_colour() -> ColourManager:
+    if not _PREVIEW_CM:
+        _PREVIEW_CM.append(ColourManager(DEFAULT_CONFIG))
+    return _PREVIEW_CM[0]
+
+
+def write_preview(path: str | os.PathLike, net_in: np.ndarray, linear709: np.ndarray, colour: ColourManager,
+                  stops: float = 3.0) -> None:
+    """Side-by-side PNG: the input as displayed | the reconstruction ``stops`` darker, sRGB."""
+    import OpenImageIO as oiio
+
+    # the preview is for a display: encode with the built-in config's sRGB, whatever the user's config
+    encode = _preview_colour().converter(NETWORK_OUTPUT_SPACE, NETWORK_INPUT_SPACE)
+    dark = encode(np.ascontiguousarray(linear709 * np.float32(2.0 ** -stops)))
+    left = net_in  # already sRGB code values: the input as a display shows it
+    gap = np.ones((net_in.shape[0], max(4, net_in.shape[1] // 100), 3), np.float32)
+    img = np.clip(np.concatenate([left, gap, dark], axis=1), 0.0, 1.0)
+    out = pathlib.Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
+    buf = oiio.ImageBuf(np.ascontiguousarray((img * 255.0 + 0.5).astype(np.uint8)))
+    if not buf.write(str(tmp)):
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write preview {out}: {buf.geterror()}")
+    os.replace(tmp, out)
+
+
+def default_progress(stream=sys.stderr) -> Callable[[int, int | None, float], None]:
+    """A one-line progress bar with frames/s and ETA (plain lines when not a terminal)."""
+    tty = stream.isatty()
+    last = [0.0]
+
+    def show(done: int, total: int | None, elapsed: float) -> None:
+        now = time.monotonic()
+        final = total is not None and done >= total
+        if not final and now - last[0] < (0.2 if tty else 5.0):
+            return
+        last[0] = now
+        fps = done / elapsed if elapsed > 0 else 0.0
+        if total:
+            eta = (total - done) / fps if fps > 0 else float("inf")
+            width = 30
+            fill = int(width * done / total)
+            bar = "#" * fill + "-" * (width - fill)
+            eta_s = f"{eta:5.0f}s" if eta != float("inf") else "    ?"
+            line = f"[{bar}] {done}/{total} frames  {fps:5.2f} frames/s  ETA {eta_s}"
+        else:
+            line = f"{done} frames  {fps:5.2f} frames/s"
+        stream.write(("\r" + line) if tty else (line + "\n"))
+        if tty and final:
+            stream.write("\n")
+        stream.flush()
+
+    return show
