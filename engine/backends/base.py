@@ -1,0 +1,335 @@
+"""One interface for every inference back end (torch, onnxruntime, TensorRT).
+
+A :class:`Backend` runs one registered model on a batch of frames in the network domain
+(docs/CONTRACTS.md): ``run(x)`` takes ``x`` as a numpy ``(N, 3, H, W)`` float32 array of display
+code values and returns ``(hdr, mask)``: ``hdr`` ``(N, 3, H, W)`` float32 scene-linear Rec.709 and
+``mask`` ``(N, 1, H, W)`` float32 in ``[0, 1]``. Any ``H`` and ``W`` are accepted; the model's
+``multiple_of`` padding happens inside the exported graphs (:class:`InferenceWrapper`), so the
+torch module, the ONNX file, the TensorRT plan and the TorchScript file all compute the same thing.
+
+:func:`create_backend` builds one by name, or picks one (``kind="auto"``):
+
+1. TensorRT, when ``tensorrt`` imports and CUDA is available (and ``device`` is not ``"cpu"``);
+2. else torch on CUDA, when CUDA is available (and ``device`` is not ``"cpu"``);
+3. else, on the CPU, the faster of torch and onnxruntime, measured once on a small frame
+   (:data:`PROBE_SIZE`) and remembered in the cache folder (``auto-<key>.json``), so later runs
+   skip the measurement. The choice and its reason are logged (logger ``hdrlift.backends``).
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import pathlib
+import re
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from hdrlift.engine.errors import InputError, ModelError
+from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
+
+log = logging.getLogger("hdrlift.backends")
+
+KINDS = ("auto", "torch", "onnxruntime", "tensorrt")
+DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "fp16", "bf16")
+EXPORT_FORMAT_VERSION = "1"  # bump when InferenceWrapper changes: invalidates cached exports
+PROBE_SIZE = 256  # side of the square frame auto-selection times the CPU back ends on
+INPUT_NAME = "ldr"
+OUTPUT_NAMES = ("hdr", "mask")
+
+
+# --------------------------------------------------------------------------- shared helpers
+def default_cache_dir() -> pathlib.Path:
+    """``$HDRLIFT_CACHE``, else ``$XDG_CACHE_HOME/hdrlift``, else ``~/.cache/hdrlift``."""
+    env = os.environ.get("HDRLIFT_CACHE")
+    if env:
+        return pathlib.Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return pathlib.Path(base) / "hdrlift"
+
+
+def cuda_available() -> bool:
+    return bool(torch.cuda.is_available())
+
+
+def tensorrt_importable() -> bool:
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def weights_hash(model: nn.Module) -> str:
+    """SHA-256 (16 hex digits) of the model's state dict: names, dtypes, shapes and bytes.
+
+    Covers shipped weights, user ``--weights`` and random initialisations alike, so a cache
+    entry can never serve an export made from other weights.
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def export_key(model: LoadedModel, *, opset: int = 17, fp16: bool = False) -> str:
+    """The cache key of an exported graph: model name, version, weights hash, opset, precision."""
+    info = model.info
+    prec = "fp16" if fp16 else "fp32"
+    return f"{info.name}-v{info.version}-{weights_hash(model)}-op{opset}-{prec}-x{EXPORT_FORMAT_VERSION}"
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
+    """Write ``data`` to a temporary name in the same folder, then ``os.replace``."""
+    out = pathlib.Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=str(out.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def wrap_module(name: str, net: nn.Module) -> LoadedModel:
+    """A :class:`LoadedModel` around a network built elsewhere (e.g. ``get_info(name).factory()``
+    with random initialisation, or a checkpoint in training), eval mode, no gradients. Every back
+    end accepts it in place of a model name."""
+    model = LoadedModel(get_info(name), net).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+class InferenceWrapper(nn.Module):
+    """``x -> (hdr, mask)`` for any ``H, W``: pads to the model's ``multiple_of`` (reflection, at the
+    bottom and right, as ``LoadedModel``), runs the network once, crops both outputs.
+
+    Classical operators compute ``hdr`` and ``mask`` in one pass (``expand``); a network may offer
+    ``reconstruction_mask_from(x, hdr)`` to derive the mask from the output it already has,
+    otherwise ``reconstruction_mask(x)`` is called. Written without data-dependent Python branches
+    so that the ONNX/TorchScript tracer keeps ``H`` and ``W`` dynamic. Inputs smaller than the
+    padding (``pad >= size``) cannot be reflected; :meth:`Backend.run` replicates those up to the
+    multiple first, as ``LoadedModel`` does.
+    """
+
+    def __init__(self, model: LoadedModel, outputs: str = "both"):
+        super().__init__()
+        self.net = model.net
+        self.multiple = int(model.info.multiple_of)
+        self.outputs = outputs  # "both" or "hdr" (TorchScript for Nuke)
+        self.fused = hasattr(self.net, "expand")
+        self.mask_from = hasattr(self.net, "reconstruction_mask_from")
+        self.has_mask = hasattr(self.net, "reconstruction_mask")
+
+    def forward(self, x: torch.Tensor):
+        h, w = x.shape[-2], x.shape[-1]
+        m = self.multiple
+        if m > 1:
+            ph = (m - h % m) % m
+            pw = (m - w % m) % m
+            xp = nn.functional.pad(x, (0, pw, 0, ph), mode="reflect")
+        else:
+            xp = x
+        if self.fused:
+            hdr, mask = self.net.expand(xp)
+        else:
+            hdr = self.net(xp)
+            if self.outputs == "hdr":
+                mask = hdr[:, :1]
+            elif self.mask_from:
+                mask = self.net.reconstruction_mask_from(xp, hdr)
+            elif self.has_mask:
+                mask = self.net.reconstruction_mask(xp)
+            else:
+                mask = torch.zeros_like(xp[:, :1])
+        hdr = hdr[:, :, :h, :w]
+        if self.outputs == "hdr":
+            return hdr
+        return hdr, mask[:, :, :h, :w]
+
+
+# --------------------------------------------------------------------------- the interface
+class Backend(abc.ABC):
+    """Runs one model. Subclasses implement :meth:`_run` on inputs whose size reflection-padding
+    can handle; :meth:`run` validates, handles tiny inputs and returns float32 numpy arrays."""
+
+    name: str = "backend"
+
+    def __init__(self, model: LoadedModel, device: str, precision: str):
+        self.model = model
+        self.info = model.info
+        self.model_name = model.info.name
+        self.multiple_of = int(model.info.multiple_of)
+        self.device = device
+        self.precision = precision
+        # largest (H, W) one call accepts (TensorRT profiles); None = any size
+        self.max_hw: tuple[int, int] | None = None
+        self.max_batch: int | None = None
+
+    @abc.abstractmethod
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` (N, 3, H, W) float32 C-contiguous -> (hdr, mask), both float32."""
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``x`` (N, 3, H, W) float32 code values -> ``(hdr (N,3,H,W), mask (N,1,H,W))`` float32."""
+        x = np.asarray(x)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise InputError(f"back end input must be N x 3 x H x W, got shape {tuple(x.shape)}")
+        if min(x.shape) < 1:
+            raise InputError(f"back end input is empty: shape {tuple(x.shape)}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        n, _, h, w = x.shape
+        m = self.multiple_of
+        ph, pw = (-h) % m, (-w) % m
+        if (ph or pw) and not (ph < h and pw < w):
+            # too small to reflect: replicate up to the multiple (LoadedModel's rule)
+            x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
+        hdr, mask = self._run(x)
+        return (np.ascontiguousarray(hdr[:, :, :h, :w], dtype=np.float32),
+                np.ascontiguousarray(mask[:, :, :h, :w], dtype=np.float32))
+
+    def describe(self) -> dict:
+        """What runs where: for logs, ``--verbose`` and the server's info call."""
+        return {
+            "backend": self.name,
+            "model": self.model_name,
+            "model_version": self.info.version,
+            "device": self.device,
+            "precision": self.precision,
+            "multiple_of": self.multiple_of,
+        }
+
+    def close(self) -> None:
+        """Release sessions/engines (optional)."""
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        return f"<{type(self).__name__} {d['model']} on {d['device']} {d['precision']}>"
+
+
+# --------------------------------------------------------------------------- the factory
+def _resolve_model(model_name: str | LoadedModel, weights, device_for_load: str = "cpu") -> LoadedModel:
+    if isinstance(model_name, LoadedModel):
+        if weights:
+            raise ModelError("pass either a loaded model or weights, not both")
+        return model_name
+    return load_model(model_name, device=device_for_load, weights=weights)
+
+
+def _check_args(kind: str, device: str, precision: str) -> None:
+    if kind not in KINDS:
+        raise ModelError(f"unknown back end {kind!r}; choose one of {', '.join(KINDS)}")
+    if device not in DEVICES and not re.fullmatch(r"cuda:\d+", device):
+        raise ModelError(f"unknown device {device!r}; choose one of cpu, cuda, cuda:N, auto")
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if device.startswith("cuda") and not cuda_available():
+        raise ModelError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+
+
+def create_backend(model_name: str | LoadedModel, kind: str = "auto", device: str = "cpu",
+                   precision: str = "fp32", weights: str | os.PathLike | None = None,
+                   cache_dir: str | os.PathLike | None = None, **options) -> Backend:
+    """Build the back end ``kind`` for ``model_name`` (a registered name, or a
+    :class:`LoadedModel`, e.g. from :func:`wrap_module`).
+
+    ``options`` go to the back end's constructor (torch: ``channels_last``, ``cuda_graphs``,
+    ``compile``; onnxruntime: ``threads``; TensorRT: ``profiles``, ``workspace_gib``).
+    """
+    _check_args(kind, device, precision)
+    cache = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    model = _resolve_model(model_name, weights)
+
+    if kind == "auto":
+        kind, reason = _auto_kind(model, device, precision, cache)
+        log.info("back end auto-selection for %s: %s (%s)", model.info.name, kind, reason)
+    if kind == "torch":
+        from hdrlift.engine.backends.torch_backend import TorchBackend
+
+        return TorchBackend(model, device=device, precision=precision, **options)
+    if kind == "onnxruntime":
+        from hdrlift.engine.backends.ort_backend import OrtBackend
+
+        return OrtBackend(model, device=device, precision=precision, cache_dir=cache, **options)
+    from hdrlift.engine.backends.trt_backend import TensorRTBackend
+
+    return TensorRTBackend(model, device=device, precision=precision, cache_dir=cache, **options)
+
+
+def _auto_kind(model: LoadedModel, device: str, precision: str, cache: pathlib.Path) -> tuple[str, str]:
+    if device.startswith("cuda"):
+        if tensorrt_importable():
+            return "tensorrt", "tensorrt is installed and CUDA is available"
+        return "torch", "CUDA is available, tensorrt is not installed"
+    if precision != "fp32":
+        return "torch", f"{precision} on the CPU runs through torch autocast only"
+    return choose_cpu_backend(model, cache)
+
+
+def _probe_key(model: LoadedModel) -> str:
+    import onnxruntime
+
+    parts = [export_key(model), f"torch{torch.__version__}", f"ort{onnxruntime.__version__}",
+             f"cpu{os.cpu_count()}", f"threads{os.environ.get('OMP_NUM_THREADS', '')}"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def choose_cpu_backend(model: LoadedModel, cache: pathlib.Path, size: int = PROBE_SIZE,
+                       repeats: int = 3, use_cache: bool = True) -> tuple[str, str]:
+    """Time torch and onnxruntime on one ``size`` x ``size`` frame (best of ``repeats`` after a
+    warm-up), return ``(kind, reason)``. The verdict is stored in ``cache/auto-<key>.json`` (the
+    key covers the weights, library versions, core count and ``OMP_NUM_THREADS``)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch", "onnxruntime is not installed"
+    record = cache / f"auto-{_probe_key(model)}.json"
+    if use_cache and record.is_file():
+        try:
+            data = json.loads(record.read_text())
+            return data["kind"], f"{data['reason']} (measured earlier, {record.name})"
+        except (ValueError, KeyError, OSError):
+            pass
+    from hdrlift.engine.backends.ort_backend import OrtBackend
+    from hdrlift.engine.backends.torch_backend import TorchBackend
+
+    rng = np.random.default_rng(0)
+    x = rng.random((1, 3, size, size), dtype=np.float32)
+    times = {}
+    for kind, make in (("torch", lambda: TorchBackend(model, device="cpu")),
+                       ("onnxruntime", lambda: OrtBackend(model, device="cpu", cache_dir=cache))):
+        try:
+            be = make()
+        except Exception as exc:  # an operator onnxruntime lacks, say: fall back, and say why
+            log.warning("auto-selection: %s unavailable for %s: %s", kind, model.info.name, exc)
+            continue
+        be.run(x)
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            be.run(x)
+            best = min(best, time.perf_counter() - t)
+        times[kind] = best
+        be.close()
+    if not times:
+        raise ModelError(f"no CPU back end can run model {model.info.name!r}")
+    kind = min(times, key=times.get)
+    reason = "measured on %dx%d: %s" % (size, size, ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in times.items()))
+    try:
+        atomic_write_bytes(record, json.dumps({"kind": kind, "reason": reason, "times_s": times}).encode())
+    except OSError:
+        pass  # a read-only cache only costs a re-measurement next time
+    return kind, reason
