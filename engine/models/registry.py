@@ -36,6 +36,12 @@ _MODEL_MODULES = (
     "hdrlift.engine.models.classical",
     "hdrlift.engine.models.hdrcnn",
     "hdrlift.engine.models.hdrunet",
+    "hdrlift.engine.models.santos",
+    "hdrlift.engine.models.expandnet",
+    "hdrlift.engine.models.moriwaki",
+    "hdrlift.engine.models.singlehdr",
+    "hdrlift.engine.models.kim",
+    "hdrlift.engine.models.fusion",
 )
 
 
@@ -44,7 +50,7 @@ class ModelInfo:
     name: str
     summary: str
     paper: str  # citation, with section/equation
-    kind: str  # "network" or "classical"
+    kind: str  # "network" (single image), "classical" (no weights) or "fusion" (exposure brackets: hdr-merge)
     factory: Callable[[], nn.Module]
     multiple_of: int = 1  # H and W are padded up to a multiple of this, then cropped back
     weights: str | None = None  # safetensors file name under engine/models/weights/
@@ -52,7 +58,7 @@ class ModelInfo:
 
     @property
     def needs_weights(self) -> bool:
-        return self.kind == "network"
+        return self.kind in ("network", "fusion")
 
     def weights_path(self) -> pathlib.Path | None:
         if self.weights is None:
