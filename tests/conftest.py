@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
+import tempfile
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 BIN = pathlib.Path(sys.executable).parent
+# back-end caches (ONNX exports, auto-selection records) go to a per-run folder, not ~/.cache
+os.environ.setdefault("HDRLIFT_CACHE", tempfile.mkdtemp(prefix="hdrlift-test-cache-"))
+
 HDRI = pathlib.Path(os.environ.get("HDRLIFT_HDRI", REPO.parent / "shared" / "data" / "hdri"))
 
 
