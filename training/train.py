@@ -107,9 +107,13 @@ def build_network(name: str) -> torch.nn.Module:
     return info.factory()
 
 
+#: each model's own paper loss where it is a single function of (prediction, target, input)
+AUTO_LOSS = {"hdrcnn": "eilertsen_log", "hdrcnn-lite": "eilertsen_log"}
+
+
 def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.Tensor, loss: str) -> torch.Tensor:
     if loss == "auto":
-        loss = "eilertsen_log" if hasattr(net, "forward_log") else "log_l1"
+        loss = AUTO_LOSS.get(name, "log_l1")
     if loss in ("eilertsen_log", "eilertsen_ir"):
         y = net.forward_log(ldr)
         fn = L.eilertsen_log if loss == "eilertsen_log" else L.eilertsen_ir
