@@ -34,7 +34,14 @@ def _stage_summary(run: pathlib.Path) -> dict:
         elapsed = max(elapsed, float(rec.get("elapsed_s", 0.0)))
         if "val" in rec:
             val = rec["val"]
-    return {"run": str(run), "config": cfg, "steps": steps, "minutes": elapsed / 60.0, "last_val": val}
+    best_step = None
+    if (run / "best.safetensors").is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(run / "best.safetensors"), "pt") as fh:
+            best_step = (fh.metadata() or {}).get("step")
+    return {"run": str(run), "config": cfg, "steps": steps, "minutes": elapsed / 60.0, "last_val": val,
+            "best_step": best_step}
 
 
 def _table(ev: dict, metrics=("psnr_mu", "pu21_psnr", "psnr_l", "clipped_stops")) -> str:
@@ -67,13 +74,14 @@ def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: 
         "  exposure so that 1-12 % of pixels clip, sRGB curve, 8-bit quantisation.",
         "* **Validation**: the 6 `val` panoramas, never trained on.",
         "",
-        "| stage | run | loss | iterations | patch x batch | lr | wall time (min) |",
-        "|---|---|---|---:|---|---:|---:|",
+        "| stage | run | loss | iterations run (planned) | weights taken at | patch x batch | lr | wall time (min) |",
+        "|---|---|---|---:|---:|---|---:|---:|",
     ]
     for i, st in enumerate(stages, 1):
         c = st["config"]
-        lines.append(f"| {i} | `{pathlib.Path(st['run']).name}` | `{c['loss']}` | {st['steps']} | "
-                     f"{c['patch']} x {c['batch']} | {c['lr']:g} | {st['minutes']:.1f} |")
+        taken = f"best val, step {st['best_step']}" if i == len(stages) and st["best_step"] else "last (EMA)"
+        lines.append(f"| {i} | `{pathlib.Path(st['run']).name}` | `{c['loss']}` | {st['steps']} ({c['iterations']}) | "
+                     f"{taken} | {c['patch']} x {c['batch']} | {c['lr']:g} | {st['minutes']:.1f} |")
     lines += ["", "Configs: " + ", ".join(f"`{pathlib.Path(st['run']).name}/config.json`" for st in stages)
               + " (copies under `training/configs/`).", ""]
     if ev is not None:
