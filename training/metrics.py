@@ -17,6 +17,12 @@ All functions take linear float arrays ``H x W x 3`` (prediction, reference) in 
 * :func:`align_scale` — the least-squares scale, in the log domain, that best maps the
   prediction onto the reference over well-exposed pixels (evaluation aligns scale before
   scoring, since single-image reconstruction cannot know absolute exposure).
+* :func:`ssim` — SSIM (Wang et al. 2004), 11 x 11 Gaussian window, sigma 1.5, per channel.
+* :func:`reinhard_scores` — Moriwaki Table 1: PSNR/SSIM after Reinhard et al. 2002's global
+  operator (parameters from the reference, applied to both images), sRGB-encoded.
+* :func:`range_wise` — Moriwaki Tables 2-3: PSNR/SSIM of the 8-bit sRGB pictures of both images
+  re-exposed at EV -4 ... +1 relative to the input.
+* :func:`full_score` — all of the above for one image (what ``hdrlift-eval`` reports).
 """
 
 from __future__ import annotations
@@ -105,5 +111,134 @@ def score(pred: np.ndarray, ref: np.ndarray, ldr: np.ndarray, align: bool = True
     }
 
 
+# ------------------------------------------------------------------------------------------
+# SSIM, Reinhard tone mapping (Moriwaki Table 1), exposure stacks (Moriwaki Tables 2-3)
+# ------------------------------------------------------------------------------------------
+
+SSIM_SIGMA = 1.5
+SSIM_RADIUS = 5  # 11 x 11 window
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+REINHARD_KEY = 0.18
+STACK_EVS = (-4.0, -3.0, -2.0, -1.0, 0.0, 1.0)
+
+
+def _gauss_filter_valid(x: np.ndarray, sigma: float = SSIM_SIGMA, radius: int = SSIM_RADIUS) -> np.ndarray:
+    """Separable Gaussian filter over the first two axes, 'valid' region only (no padding)."""
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).astype(x.dtype)
+    n = 2 * radius + 1
+    h, w = x.shape[:2]
+    rows = sum(k[i] * x[i:h - n + 1 + i] for i in range(n))
+    return sum(k[i] * rows[:, i:w - n + 1 + i] for i in range(n))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
+    """Structural similarity (Wang, Bovik, Sheikh & Simoncelli 2004) of two images in the same
+    display units: 11 x 11 Gaussian window (sigma 1.5), ``K1 = 0.01``, ``K2 = 0.03``, statistics
+    from the valid region only, SSIM map averaged over pixels and then over the channels.
+    Images smaller than the window are compared with one global window (means/variances of the
+    whole image)."""
+    a = np.asarray(a, np.float32)
+    b = np.asarray(b, np.float32)
+    if a.ndim == 2:
+        a, b = a[..., None], b[..., None]
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    if min(a.shape[:2]) < 2 * SSIM_RADIUS + 1:
+        def f(x):
+            return x.mean(axis=(0, 1), keepdims=True)
+    else:
+        f = _gauss_filter_valid
+    mu_a, mu_b = f(a), f(b)
+    saa = f(a * a) - mu_a * mu_a
+    sbb = f(b * b) - mu_b * mu_b
+    sab = f(a * b) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * sab + c2)
+    den = (mu_a * mu_a + mu_b * mu_b + c1) * (saa + sbb + c2)
+    return float(np.mean(num.astype(np.float64) / den))
+
+
+def _srgb_encode(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+
+
+def reinhard_params(ref: np.ndarray, key: float = REINHARD_KEY, delta: float = 1e-6) -> tuple[float, float]:
+    """``(log_average, white)`` of Reinhard et al. 2002's global operator from the reference:
+    ``Lbar = exp(mean(log(delta + L)))`` and ``L_white = max(L_m)``, ``L_m = key L / Lbar``."""
+    lum = np.maximum(ref, 0.0) @ LUMA
+    lbar = float(np.exp(np.mean(np.log(delta + lum))))
+    white = float(np.max(key * lum / lbar))
+    return lbar, max(white, 1e-6)
+
+
+def reinhard(hdr: np.ndarray, lbar: float, white: float, key: float = REINHARD_KEY) -> np.ndarray:
+    """Reinhard et al. 2002, Eq. 2 and 4: ``L_m = key L / Lbar``, ``L_d = L_m (1 + L_m / L_white^2) / (1 + L_m)``;
+    colour by the ratio ``C_d = C L_d / L``, clipped to [0, 1] and sRGB-encoded (display code values)."""
+    hdr = np.maximum(np.asarray(hdr, np.float64), 0.0)
+    lum = hdr @ LUMA
+    lm = key * lum / lbar
+    ld = lm * (1.0 + lm / (white * white)) / (1.0 + lm)
+    ratio = np.where(lum > 1e-12, ld / np.maximum(lum, 1e-12), 0.0)
+    return _srgb_encode(hdr * ratio[..., None])
+
+
+def reinhard_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Moriwaki Table 1 (seed 000, §4): PSNR (peak 1) and SSIM of the Reinhard-tone-mapped images.
+    Both are tone mapped with the parameters of the *reference* (one display curve for both), so
+    a difference in HDR values shows up as a difference in the display image."""
+    lbar, white = reinhard_params(ref)
+    a = reinhard(pred, lbar, white)
+    b = reinhard(ref, lbar, white)
+    return {"reinhard_psnr": _psnr(a, b, 1.0), "reinhard_ssim": ssim(a, b)}
+
+
+def expose(hdr: np.ndarray, ev: float, bits: int | None = 8) -> np.ndarray:
+    """The LDR picture of ``hdr`` at ``ev`` stops relative to the input's exposure (1.0 = the input's
+    display white): ``srgb(clip(H 2^ev, 0, 1))``, quantised to ``bits`` (None: not quantised)."""
+    code = _srgb_encode(np.asarray(hdr, np.float64) * (2.0 ** ev))
+    if bits:
+        levels = float(2 ** bits - 1)
+        code = np.round(code * levels) / levels
+    return code
+
+
+def range_wise(pred: np.ndarray, ref: np.ndarray, evs=STACK_EVS, bits: int | None = 8) -> dict[str, float]:
+    """Moriwaki's range-wise protocol (seed 000, §4, Tables 2-3): re-expose reconstruction and
+    reference at every EV of ``evs``, clip, sRGB-encode and quantise (8 bits), then PSNR (peak 1)
+    and SSIM per EV. Keys ``stack_psnr@<ev>``, ``stack_ssim@<ev>``; ``stack_psnr`` is the PSNR of
+    the MSE averaged over the EVs and ``stack_ssim`` the mean SSIM. The default EVs follow the paper's six 1-stop levels with the
+    input at the second brightest (2^-3 ... 2^-8 with the input at 2^-7: EV -4 ... +1)."""
+    out: dict[str, float] = {}
+    mses, ss = [], []
+    for ev in evs:
+        a, b = expose(pred, ev, bits), expose(ref, ev, bits)
+        mse = float(np.mean((a - b) ** 2))
+        s = ssim(a, b)
+        out[f"stack_psnr@{ev:+g}"] = 10.0 * np.log10(1.0 / mse) if mse > 0 else float("inf")
+        out[f"stack_ssim@{ev:+g}"] = s
+        mses.append(mse)
+        ss.append(s)
+    # The summary PSNR comes from the MSE averaged over the stack, not from averaging per-EV PSNRs:
+    # a model that reproduces one exposure bit for bit (the input's own, for plain inverse CRF)
+    # would otherwise score infinity, or be silently dropped from a mean of finite values.
+    mean_mse = float(np.mean(mses))
+    out["stack_psnr"] = 10.0 * np.log10(1.0 / mean_mse) if mean_mse > 0 else float("inf")
+    out["stack_ssim"] = float(np.mean(ss))
+    return out
+
+
+def full_score(pred: np.ndarray, ref: np.ndarray, ldr: np.ndarray, align: bool = True, evs=STACK_EVS) -> dict[str, float]:
+    """:func:`score` plus :func:`reinhard_scores` and :func:`range_wise`, all on the scale-aligned
+    prediction (the evaluation protocol of ``hdrlift-eval``)."""
+    out = score(pred, ref, ldr, align)
+    p = pred * np.float32(out["scale"])
+    out.update(reinhard_scores(p, ref))
+    out.update(range_wise(p, ref, evs))
+    return out
+
+
 __all__ = ["psnr_mu", "psnr_l", "pu21_psnr", "pu21_encode", "clipped_error_stops", "align_scale", "score",
-           "mu_tonemap", "clipped_mask"]
+           "mu_tonemap", "clipped_mask", "ssim", "reinhard", "reinhard_params", "reinhard_scores", "expose",
+           "range_wise", "full_score", "STACK_EVS"]
