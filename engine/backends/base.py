@@ -74,8 +74,9 @@ def weights_hash(model: nn.Module) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         t = t.detach().to("cpu").contiguous()
+        flat = t.reshape(-1)  # 0-dim buffers (BatchNorm counters) cannot be viewed as bytes
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(flat.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
 
 
