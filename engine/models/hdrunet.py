@@ -154,7 +154,11 @@ class HDRUNet(nn.Module):
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
         """Relative expansion over the inverse sRGB curve, ``clamp((H - f^-1(D)) / H, 0, 1)``
         averaged over the channels (0 = kept, 1 = all of the value was added)."""
-        hdr = self.forward(x)
+        return self.reconstruction_mask_from(x, self.forward(x))
+
+    def reconstruction_mask_from(self, x: torch.Tensor, hdr: torch.Tensor) -> torch.Tensor:
+        """:meth:`reconstruction_mask` from an output already computed: the back ends call this,
+        so the mask costs no second pass through the network."""
         lin = srgb_to_linear(x).clamp(min=0.0)
         rel = ((hdr - lin) / hdr.clamp(min=1e-6)).clamp(0.0, 1.0)
         return rel.mean(dim=1, keepdim=True)

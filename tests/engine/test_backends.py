@@ -76,6 +76,23 @@ def test_torch_and_onnxruntime_agree(name, tmp_path):
     assert_close(m2, m1)
 
 
+@pytest.mark.parametrize("name", [n for n in NETWORKS if n != "hdrcnn"])
+def test_back_end_runs_each_network_once_per_frame(name):
+    """The mask comes from the output already computed (``reconstruction_mask_from``) or from the
+    input alone: no network pays a second forward pass for it."""
+    model = model_for(name)
+    calls = []
+    first_conv = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda *_: calls.append(1))
+    x = frame_batch(n=1, h=128, w=128)  # a multiple of every network's size step
+    with torch.inference_mode():
+        model.net(torch.from_numpy(x))  # one plain pass (recursive nets run their first conv more than once)
+    one_pass = len(calls)
+    calls.clear()
+    create_backend(model, kind="torch").run(x)
+    assert len(calls) == one_pass, f"{name}: {len(calls) / one_pass:g} forward passes for one frame"
+
+
 @pytest.mark.slow
 def test_full_width_hdrcnn_parity(tmp_path):
     model = model_for("hdrcnn")
