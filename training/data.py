@@ -8,9 +8,12 @@
   an equirectangular panorama with bilinear sampling (the shared data's recipe: random yaw,
   pitch, 50-90 degree field of view).
 * :func:`augment`: flips, 90 degree rotations, channel permutations.
-* :class:`PatchDataset`: an endless stream of ``(ldr, hdr, mask)`` training patches: a random
+* :class:`PatchDataset`: an endless stream of ``(ldr, hdr)`` training patches: a random
   view, median-luminance normalisation (Moriwaki §4), then the camera simulation of
-  :mod:`hdrlift.training.camera`.
+  :mod:`hdrlift.training.camera`. Options from Santos et al. 2020 (seed 003,
+  :mod:`hdrlift.training.santos_data`): ``sampling="santos"`` picks patches with textured
+  saturated regions (§3.4, Algorithm 1), ``pretrain="inpainting"`` turns each patch into an
+  inpainting example (§3.3: random streaks and holes, target the clipped linear scene).
 """
 
 from __future__ import annotations
@@ -168,10 +171,29 @@ class PatchDataset:
 
     ``ldr`` are code values in [0, 1]; ``hdr_reference`` is the scene in the engine's output
     units (1.0 = the LDR picture's white), so a perfect model maps ``ldr`` to it.
+
+    ``sampling``: ``"random"`` (every drawn view is used) or ``"santos"`` (Santos et al. 2020
+    §3.4, Algorithm 1: up to ``tries`` views are drawn and the first whose patch metric reaches
+    ``threshold``, else the most textured, is used; :func:`hdrlift.training.santos_data.select_patch`).
+
+    ``pretrain="inpainting"`` (Santos §3.3): holes of random streaks and blobs covering a fraction
+    drawn uniformly from ``mask_coverage`` are set to display white in ``ldr``, and the target is
+    the clipped linear scene ``min(H, 1)`` (:mod:`hdrlift.training.santos_data`).
     """
 
+    SAMPLINGS = ("random", "santos")
+    PRETRAINS = (None, "inpainting")
+
     def __init__(self, folder: HdrFolder, size: int = 128, seed: int = 0, clip_range=(0.01, 0.12),
-                 curves: str = "srgb", noise: bool = False, compression: bool = False):
+                 curves: str = "srgb", noise: bool = False, compression: bool = False,
+                 sampling: str = "random", threshold: float | None = None, tries: int | None = None,
+                 pretrain: str | None = None, mask_coverage: tuple[float, float] | None = None):
+        from hdrlift.training import santos_data as sd
+
+        if sampling not in self.SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(self.SAMPLINGS)}, got {sampling!r}")
+        if pretrain not in self.PRETRAINS:
+            raise ValueError(f"pretrain must be None or 'inpainting', got {pretrain!r}")
         self.folder = folder
         self.size = size
         self.rng = np.random.default_rng(seed)
@@ -179,8 +201,17 @@ class PatchDataset:
         self.curves = curves
         self.noise = noise
         self.compression = compression
+        self.sampling = sampling
+        self.threshold = sd.THRESHOLD if threshold is None else float(threshold)
+        self.tries = sd.DEFAULT_TRIES if tries is None else int(tries)
+        self.pretrain = pretrain
+        self.mask_coverage = tuple(mask_coverage) if mask_coverage is not None else sd.DEFAULT_COVERAGE
+        lo, hi = self.mask_coverage
+        if not 0.0 <= lo <= hi < 1.0:
+            raise ValueError(f"mask_coverage must be 0 <= lo <= hi < 1, got {self.mask_coverage}")
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+    def draw(self) -> tuple[np.ndarray, np.ndarray]:
+        """One random view through a random camera: ``(ldr, hdr_reference)``, ``H x W x 3``."""
         rng = self.rng
         img = self.folder[int(rng.integers(len(self.folder)))]
         view = augment(random_view(img, rng, self.size), rng)
@@ -188,6 +219,20 @@ class PatchDataset:
         camera = cam.random_camera(rng, clip_range=self.clip_range, curves=self.curves,
                                    noise=self.noise, compression=self.compression)
         ldr, ref, _ = camera(view, rng)
+        return ldr, ref
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        from hdrlift.training import santos_data as sd
+
+        if self.sampling == "santos":
+            ldr, ref, _ = sd.select_patch(self.draw, self.tries, self.threshold)
+        else:
+            ldr, ref = self.draw()
+        if self.pretrain == "inpainting":
+            hole = sd.inpainting_mask(ldr.shape[0], ldr.shape[1], self.rng,
+                                      float(self.rng.uniform(*self.mask_coverage)))
+            ldr = sd.fill_holes(ldr, hole)
+            ref = np.minimum(ref, np.float32(1.0))
         return ldr.transpose(2, 0, 1).copy(), ref.transpose(2, 0, 1).copy()
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:

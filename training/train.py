@@ -3,22 +3,34 @@
     hdrlift-train --model hdrcnn-lite --config training/configs/hdrcnn-lite-cpu.json --out runs/hdrcnn-lite
 
 A run folder holds ``config.json`` (the resolved configuration), ``log.jsonl`` (one JSON line
-per logged step and per validation), ``checkpoint.pt`` (model, EMA, optimiser, step and every
-random state: a killed run continues exactly with ``--resume``), ``best.safetensors`` (the EMA
-weights with the best validation score) and ``last.safetensors``. TensorBoard scalars go to
-``tb/`` when the ``tensorboard`` package is installed.
+per logged step and per validation), ``checkpoint.pt`` (model, EMA, optimiser, step, every
+random state and, with ``"gan": true``, the discriminator and its optimiser: a stopped run
+continues bit for bit with ``--resume``), ``best.safetensors`` (the EMA weights with the best
+validation score) and ``last.safetensors``. TensorBoard scalars go to ``tb/`` when the
+``tensorboard`` package is installed. A first SIGINT/SIGTERM stops the run at the end of the
+current step with a checkpoint; a second one stops at once.
 
-The checkpoint is a torch pickle written by this trainer for itself; it is loaded with
-``weights_only=True`` and never from a user. Shipped weights are safetensors only.
+The checkpoint is a torch pickle written by this trainer for itself, loaded with
+``weights_only=True`` (tensors, numbers and strings; see :func:`load_checkpoint`). Shipped
+weights are safetensors only.
 
-Recipes (loss per model family, the papers' own):
+Losses (``"loss"``; ``"auto"`` picks the model's own paper loss, :data:`AUTO_LOSS`; the full list
+is :func:`loss_names`; docs/training.md gives each one's equation):
 
-* ``hdrcnn``, ``hdrcnn-lite``: Eilertsen Eq. 19 (``eilertsen_log``) or Eq. 22 (``eilertsen_ir``)
-  on the log prediction.
-* ``psnr`` (:mod:`hdrlift.training.objectives`): per-image PSNR in the evaluation's own
-  domains, for fine-tuning a model to the evaluation protocol.
-* any other network: ``log_l1`` on its linear output (L1 of ``log(H + eps)``), until its paper's
-  loss is wired in its config (``"loss": NAME`` from ``training.losses``).
+* ``eilertsen_log`` / ``eilertsen_ir``: HDR-CNN Eq. 19 / Eq. 20-22 on the log prediction.
+* ``log_l1``: L1 of ``log(H + 1/255)`` on the linear output (any network).
+* ``psnr`` (:mod:`hdrlift.training.objectives`): per-image PSNR in the evaluation's domains.
+* every name of :data:`hdrlift.training.losses.RECIPES` (Moriwaki, Santos, HDRUNet, Kalantari /
+  AHDRNet mu-law, Kim, SingleHDR joint).
+* SingleHDR's per-stage losses (:data:`TRAINER_RECIPES`): ``singlehdr_deq``, ``singlehdr_lin``,
+  ``singlehdr_hal``, ``singlehdr_hal_p`` — for the staged recipe "each network alone, then joint".
+* with ``"gan": true`` (Moriwaki et al. 2018, seed 000 §4: generator and discriminator "updated
+  alternatively"): ``moriwaki_hybrid`` (Eq. 1: ``L_Rec + alpha L_GAN + beta L_VGG``) or
+  ``moriwaki_rec_gan`` (Eq. 1 without the VGG term); any other loss gets ``+ alpha L_GAN``.
+
+``"stages"``: a list of partial configurations trained one after another in ``out/NN-name/``,
+each initialised from the previous stage's ``last.safetensors`` (Santos: inpainting
+pre-training, then HDR fine-tuning; SingleHDR: each sub-network, then the joint loss).
 """
 
 from __future__ import annotations
@@ -31,15 +43,23 @@ import math
 import os
 import pathlib
 import random
+import re
+import shutil
+import signal
 import sys
+import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from hdrlift.engine.errors import HdrliftError, InputError
 from hdrlift.training import losses as L
+
+SAMPLINGS = ("random", "santos")
+PRETRAINS = (None, "inpainting")
+CURVES = ("srgb", "gamma", "random")
 
 
 @dataclasses.dataclass
@@ -73,6 +93,37 @@ class TrainConfig:
     amp: bool = True  # CUDA only
     init_from: str | None = None  # safetensors weights to start from (fine-tuning)
     select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics)
+    # Moriwaki et al. 2018 (seed 000, §4): alternate discriminator and generator updates
+    gan: bool = False
+    d_lr: float | None = None  # discriminator learning rate; None = the generator's schedule
+    # Santos et al. 2020 (seed 003): patch sampling (§3.4, Algorithm 1) and inpainting pre-training (§3.3)
+    patch_sampling: str = "random"  # "random" or "santos"
+    santos_threshold: float = 0.85  # Algorithm 1 / §3.4 threshold of a textured patch
+    sampling_tries: int = 8  # candidates per sample with "santos" sampling
+    pretrain: str | None = None  # None or "inpainting"
+    mask_coverage: tuple[float, float] = (0.01, 0.6)  # fraction of each patch hidden when pretraining
+    # staged recipes: partial configs run one after another, each from the previous stage's weights
+    stages: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "config") -> "TrainConfig":
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object")
+        raw = dict(raw)
+        unknown = sorted(set(raw) - cls.field_names() - {"comment"})
+        if unknown:
+            raise InputError(f"{where}: unknown keys {', '.join(unknown)}")
+        raw.pop("comment", None)
+        for key in ("clip_range", "mask_coverage"):
+            if key in raw and raw[key] is not None:
+                raw[key] = tuple(raw[key])
+        cfg = cls(**raw)
+        cfg.check(where)
+        return cfg
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> "TrainConfig":
@@ -82,14 +133,57 @@ class TrainConfig:
             raise InputError(f"config {path} not found") from None
         except json.JSONDecodeError as exc:
             raise InputError(f"config {path} is not valid JSON: {exc}") from None
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - names - {"comment"})
+        return cls.from_dict(raw, f"config {path}")
+
+    def check(self, where: str = "config") -> None:
+        """Value checks that do not need the model or the data (one-line :class:`InputError`)."""
+        if self.patch_sampling not in SAMPLINGS:
+            raise InputError(f"{where}: patch_sampling must be one of {', '.join(SAMPLINGS)}, "
+                             f"got {self.patch_sampling!r}")
+        if self.pretrain not in PRETRAINS:
+            raise InputError(f"{where}: pretrain must be null or \"inpainting\", got {self.pretrain!r}")
+        if self.curves not in CURVES:
+            raise InputError(f"{where}: curves must be one of {', '.join(CURVES)}, got {self.curves!r}")
+        lo, hi = self.mask_coverage
+        if not 0.0 <= lo <= hi < 1.0:
+            raise InputError(f"{where}: mask_coverage must be [lo, hi] with 0 <= lo <= hi < 1, "
+                             f"got {list(self.mask_coverage)}")
+        if self.iterations < 0 or self.batch < 1 or self.patch < 8:
+            raise InputError(f"{where}: iterations >= 0, batch >= 1 and patch >= 8 are required")
+        if self.stages is not None:
+            if not isinstance(self.stages, list) or not self.stages:
+                raise InputError(f"{where}: stages must be a non-empty list of partial configs")
+            stage_configs(self, where)  # validates every stage
+
+
+def stage_configs(cfg: TrainConfig, where: str = "config") -> list[tuple[str, TrainConfig]]:
+    """``[(folder name, full config)]`` of a staged recipe: each stage is the base configuration
+    (without ``stages``) updated with the stage's keys. A stage may carry ``"name"`` (its folder
+    is ``NN-name``) and ``"comment"``; it may not change the model, nest stages, or (after the
+    first) set ``init_from``: it starts from the previous stage's ``last.safetensors``."""
+    base = dataclasses.asdict(cfg)
+    base["stages"] = None
+    out: list[tuple[str, TrainConfig]] = []
+    for i, st in enumerate(cfg.stages or []):
+        w = f"{where}: stage {i + 1}"
+        if not isinstance(st, dict):
+            raise InputError(f"{w}: expected a JSON object")
+        st = dict(st)
+        name = str(st.pop("name", "") or f"stage{i + 1}")
+        st.pop("comment", None)
+        if "stages" in st:
+            raise InputError(f"{w}: stages cannot be nested")
+        if "model" in st and st["model"] != cfg.model:
+            raise InputError(f"{w}: every stage trains the same model ({cfg.model}); set \"model\" at the top level")
+        if i > 0 and st.get("init_from"):
+            raise InputError(f"{w}: init_from is set by the previous stage (only the first stage may set it)")
+        unknown = sorted(set(st) - TrainConfig.field_names())
         if unknown:
-            raise InputError(f"config {path}: unknown keys {', '.join(unknown)}")
-        raw.pop("comment", None)
-        if "clip_range" in raw:
-            raw["clip_range"] = tuple(raw["clip_range"])
-        return cls(**raw)
+            raise InputError(f"{w}: unknown keys {', '.join(unknown)}")
+        merged = {**base, **st}
+        folder = f"{i + 1:02d}-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or f"stage{i + 1}")
+        out.append((folder, TrainConfig.from_dict(merged, w)))
+    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -98,38 +192,193 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_network(name: str) -> torch.nn.Module:
+def trainable_info(name: str):
+    """The registry entry of a model ``hdrlift-train`` can train (a single-image network), else a
+    one-line error: classical operators have nothing to train, and the fusion networks
+    (Kalantari, Wu, AHDRNet) need exposure brackets, which this trainer does not synthesise."""
     from hdrlift.engine.models import get_info
 
     info = get_info(name)
     if not info.needs_weights:
         raise InputError(f"model {name!r} is a classical operator; there is nothing to train")
-    return info.factory()
+    if info.kind == "fusion":
+        raise InputError(f"model {name!r} fuses exposure brackets (hdr-merge); hdrlift-train trains "
+                         f"single-image networks only and has no bracket data for it")
+    return info
 
 
-#: each model's own paper loss where it is a single function of (prediction, target, input)
-AUTO_LOSS = {"hdrcnn": "eilertsen_log", "hdrcnn-lite": "eilertsen_log"}
+def build_network(name: str) -> torch.nn.Module:
+    return trainable_info(name).factory()
+
+
+# ------------------------------------------------------------------------------------------
+# Losses
+# ------------------------------------------------------------------------------------------
+
+#: each model's own paper loss (``"loss": "auto"``); see :func:`resolve_loss` for the
+#: VGG and GAN variants
+AUTO_LOSS = {
+    "hdrcnn": "eilertsen_log",  # survey seed 001 §6.1 Eq. 19
+    "hdrcnn-lite": "eilertsen_log",
+    "moriwaki": "moriwaki_rec",  # seed 000 Eq. 2-3 (Eq. 1 with "gan": true)
+    "santos": "santos",  # seed 003 Eq. 5-12 (santos_rec, Eq. 6, without VGG19 weights)
+    "hdrunet": "tanh_l1",  # seed 004 Eq. 3
+    "kim": "kim",  # seed 002 Eq. 4 + Eq. 7
+    "singlehdr": "singlehdr",  # survey seed 001 Eq. 24
+    "expandnet": "log_l1",  # ExpandNet's own L1 + cosine loss is not among the seeds
+}
+#: ``"auto"`` with ``"gan": true``
+AUTO_LOSS_GAN = {"moriwaki": "moriwaki_hybrid"}
+#: ``"auto"`` falls back to these when the ImageNet VGG19 weights are absent
+NO_VGG_FALLBACK = {"santos": "santos_rec", "moriwaki_hybrid": "moriwaki_rec_gan"}
+#: losses that need the ImageNet VGG19 weights
+VGG_LOSSES = ("santos", "moriwaki_rec_vgg", "moriwaki_hybrid", "singlehdr_p", "singlehdr_hal_p")
+#: losses that need the discriminator ("gan": true)
+GAN_LOSSES = ("moriwaki_hybrid", "moriwaki_rec_gan")
+BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "psnr")
+
+
+def _singlehdr_code(hdr: torch.Tensor) -> torch.Tensor:
+    """The un-quantised LDR ``I_n`` of the sRGB camera: ``srgb(clip(H, 0, 1))``."""
+    from hdrlift.engine.models.blocks import linear_to_srgb
+
+    return linear_to_srgb(hdr.clamp(0.0, 1.0))
+
+
+def _singlehdr_deq_stage(net, ldr, hdr):
+    """SingleHDR Dequantization-Net alone: ``L_deq = ||I + tanh(U(I)) - I_n||^2`` (survey seed 001 §7.1)."""
+    deq = ldr + torch.tanh(net.dequantize(ldr))
+    return L.singlehdr_deq(deq, _singlehdr_code(hdr))
+
+
+def _singlehdr_lin_stage(net, ldr, hdr):
+    """SingleHDR Linearization-Net alone on its ideal input ``I_n``: ``w_lin L_lin + w_crf L_crf``
+    with Eq. 24's weights (10, 1) (the survey gives no separate ``lambda_crf``)."""
+    from hdrlift.engine.models.layers import apply_curve
+
+    code = _singlehdr_code(hdr)
+    curve = net.linearize.curve(net.linearize.weights(code))
+    lin = apply_curve(code.float(), curve)
+    target_curve = L.srgb_inverse_crf(curve.shape[1], curve.device).unsqueeze(0).expand_as(curve)
+    w = L.SINGLEHDR_WEIGHTS
+    return w["lin"] * L.singlehdr_lin(lin, hdr.clamp(0.0, 1.0)) + w["crf"] * L.singlehdr_crf(curve, target_curve)
+
+
+def _singlehdr_hal_stage(net, ldr, hdr, vgg=None):
+    """SingleHDR Hallucination-Net alone on its ideal input ``I_c = clip(H, 0, 1)``:
+    ``H_hat = I_c + alpha C(I_c)``, ``w_hal L_hal + w_p L_p + w_tv L_tv(log H_hat)`` (§7.1; Eq. 24 weights)."""
+    from hdrlift.engine.models.blocks import highlight_alpha
+
+    lin = hdr.clamp(0.0, 1.0)
+    # C = ReLU(...) >= 0 as in SingleHDR.stages, written as clamp(min=0): the same values, but a
+    # gradient of 1 at exactly 0. The Hallucination-Net's head starts at zero ("do-nothing"
+    # start), where ReLU's gradient of 0 would leave the whole sub-network without any gradient.
+    pred = lin + highlight_alpha(lin, net.gamma) * net.hallucinate(lin).clamp(min=0.0)
+    w = L.SINGLEHDR_WEIGHTS
+    loss = w["hal"] * L.singlehdr_hal(pred, hdr) + w["tv"] * L.total_variation(L.log_image(pred))
+    if vgg is not None:
+        loss = loss + w["p"] * L.singlehdr_perceptual(pred, hdr, vgg)
+    return loss
+
+
+def _vgg(device: torch.device):
+    from hdrlift.training import vgg
+
+    return vgg.shared_vgg(device)
+
+
+#: the trainer's own recipes, ``fn(net, ldr, hdr)`` like :data:`hdrlift.training.losses.RECIPES`
+TRAINER_RECIPES: dict[str, Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "singlehdr_deq": _singlehdr_deq_stage,
+    "singlehdr_lin": _singlehdr_lin_stage,
+    "singlehdr_hal": _singlehdr_hal_stage,
+    "singlehdr_hal_p": lambda net, ldr, hdr: _singlehdr_hal_stage(net, ldr, hdr, _vgg(ldr.device)),
+}
+#: recipes that only run on one model family
+RECIPE_MODELS = {"kim": ("kim",), "singlehdr": ("singlehdr",), "singlehdr_p": ("singlehdr",),
+                 **{k: ("singlehdr",) for k in TRAINER_RECIPES},
+                 # Eq. 19-22 weigh HDR-CNN's log output (forward_log); Moriwaki's generator has one too
+                 "eilertsen_log": ("hdrcnn", "hdrcnn-lite", "moriwaki"),
+                 "eilertsen_ir": ("hdrcnn", "hdrcnn-lite", "moriwaki")}
+
+
+def loss_names() -> list[str]:
+    """Every valid value of the ``"loss"`` key."""
+    return ["auto", *sorted(set(BUILTIN_LOSSES) | set(L.RECIPES) | set(TRAINER_RECIPES) | set(GAN_LOSSES))]
+
+
+def vgg_weights_available() -> bool:
+    from hdrlift.training import vgg
+
+    p = vgg.default_weights_path()
+    return p is not None and pathlib.Path(p).is_file()
+
+
+def resolve_loss(model: str, loss: str = "auto", gan: bool = False) -> str:
+    """The loss a run uses: ``"auto"`` -> :data:`AUTO_LOSS` (with ``gan``: :data:`AUTO_LOSS_GAN`;
+    without VGG19 weights: :data:`NO_VGG_FALLBACK`); a one-line :class:`InputError` for an unknown
+    name, a GAN loss without ``gan``, or a recipe for another model family."""
+    if loss == "auto":
+        loss = (AUTO_LOSS_GAN.get(model) if gan else None) or AUTO_LOSS.get(model, "log_l1")
+        if loss in NO_VGG_FALLBACK and not vgg_weights_available():
+            loss = NO_VGG_FALLBACK[loss]
+    if loss not in loss_names():
+        raise InputError(f"unknown loss {loss!r}; valid: {', '.join(loss_names())}")
+    if loss in GAN_LOSSES and not gan:
+        raise InputError(f"loss {loss!r} needs the discriminator: set \"gan\": true")
+    fam = RECIPE_MODELS.get(loss)
+    if fam is not None and model not in fam:
+        raise InputError(f"loss {loss!r} runs only on model {' or '.join(fam)}, not {model!r}")
+    return loss
 
 
 def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.Tensor, loss: str) -> torch.Tensor:
+    """The (non-adversarial) loss ``loss`` of network ``net`` (model ``name``) on one batch."""
     if loss == "auto":
-        loss = AUTO_LOSS.get(name, "log_l1")
+        loss = resolve_loss(name, loss)
     if loss in ("eilertsen_log", "eilertsen_ir"):
         y = net.forward_log(ldr)
         fn = L.eilertsen_log if loss == "eilertsen_log" else L.eilertsen_ir
         return fn(y, hdr, ldr, tau=getattr(net, "tau", 0.95))
-    pred = net(ldr)
     if loss == "log_l1":
+        pred = net(ldr)
         return (torch.log(pred.clamp(min=0.0) + L.LOG_EPS) - torch.log(hdr + L.LOG_EPS)).abs().mean()
     if loss == "psnr":
         from hdrlift.training.objectives import psnr_objective
 
-        return psnr_objective(pred, hdr)
-    fn = getattr(L, loss, None)
-    if fn is None:
-        raise InputError(f"unknown loss {loss!r}")
-    return fn(pred, hdr)
+        return psnr_objective(net(ldr), hdr)
+    fn = TRAINER_RECIPES.get(loss) or L.RECIPES.get(loss)
+    if fn is not None:
+        return fn(net, ldr, hdr)
+    if loss in GAN_LOSSES:
+        raise InputError(f"loss {loss!r} needs the discriminator: set \"gan\": true")
+    raise InputError(f"unknown loss {loss!r}; valid: {', '.join(loss_names())}")
 
+
+def log_prediction(net: torch.nn.Module, ldr: torch.Tensor) -> torch.Tensor:
+    """``log(H + 1/255)`` of the prediction: the discriminator's input (Moriwaki Eq. 4-5).
+    ``forward_log`` where the network has it (Moriwaki's generator, HDR-CNN), else the log of
+    the linear output."""
+    fn = getattr(net, "forward_log", None)
+    return fn(ldr) if fn is not None else L.log_image(net(ldr))
+
+
+def generator_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.Tensor, loss: str,
+                   y: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The generator's loss with the adversarial term: Moriwaki Eq. 1 for ``moriwaki_hybrid``
+    (``L_Rec + alpha L_GAN + beta L_VGG``) and ``moriwaki_rec_gan`` (without ``L_VGG``), on the log
+    prediction ``y`` that the discriminator saw; any other loss plus ``alpha L_GAN`` (Eq. 4,
+    ``alpha = 1e-3``)."""
+    if loss == "moriwaki_hybrid":
+        return L.moriwaki_hybrid(y, hdr, ldr, fake_logits, vgg=_vgg(ldr.device))
+    if loss == "moriwaki_rec_gan":
+        return L.moriwaki_hybrid(y, hdr, ldr, fake_logits, vgg=None)
+    return compute_loss(net, name, ldr, hdr, loss) + L.MORIWAKI_ALPHA * L.moriwaki_gan(fake_logits)
+
+
+# ------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------
 
 class EMA:
     """Exponential moving average of the parameters (and a copy of buffers)."""
@@ -165,15 +414,25 @@ def save_safetensors(net: torch.nn.Module, path: pathlib.Path, meta: dict[str, s
     os.replace(tmp, path)
 
 
+def _pad_forward(net: torch.nn.Module, x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``net(x)`` with ``x`` padded to ``multiple`` (as the registry's LoadedModel does), cropped back."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+    return net(x)[..., :h, :w]
+
+
 @torch.no_grad()
-def validate(net: torch.nn.Module, items: list[dict], device: torch.device) -> dict[str, float]:
+def validate(net: torch.nn.Module, items: list[dict], device: torch.device, multiple: int = 1) -> dict[str, float]:
     from hdrlift.training.metrics import score
 
     net.eval()
     acc: dict[str, list[float]] = {}
     for it in items:
         x = torch.from_numpy(it["ldr"].transpose(2, 0, 1)[None].copy()).to(device)
-        pred = net(x)[0].float().cpu().numpy().transpose(1, 2, 0)
+        pred = _pad_forward(net, x, multiple)[0].float().cpu().numpy().transpose(1, 2, 0)
         for k, v in score(pred, it["hdr"], it["ldr"]).items():
             if not math.isnan(v):
                 acc.setdefault(k, []).append(v)
@@ -197,6 +456,10 @@ class Logger:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k != "step":
                     self.tb.add_scalar(k, v, record.get("step", 0))
+                elif isinstance(v, dict):
+                    for kk, vv in v.items():
+                        if isinstance(vv, (int, float)):
+                            self.tb.add_scalar(f"{k}/{kk}", vv, record.get("step", 0))
 
     def close(self) -> None:
         self.fh.close()
@@ -204,19 +467,137 @@ class Logger:
             self.tb.close()
 
 
+class GracefulStop:
+    """SIGINT/SIGTERM while training (main thread only): the first asks the loop to stop after
+    the current step (a clean, exactly resumable checkpoint); the second raises KeyboardInterrupt."""
+
+    def __init__(self, progress: bool = True):
+        self.requested = False
+        self.progress = progress
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.progress:
+            print(f"hdrlift-train: {signal.Signals(signum).name}: stopping after this step "
+                  "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+def _rng_states(train_set) -> dict[str, Any]:
+    npst = np.random.get_state()
+    return {"data_rng": train_set.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            # numpy's MT19937 key as a list: the checkpoint loads with weights_only=True
+            "np_rng": (npst[0], [int(v) for v in npst[1]], int(npst[2]), int(npst[3]), float(npst[4])),
+            "py_rng": random.getstate()}
+
+
+def _set_rng_states(train_set, state: dict[str, Any]) -> None:
+    train_set.rng.bit_generator.state = state["data_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    name, key, pos, has_gauss, cached = state["np_rng"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), pos, has_gauss, cached))
+    py = state["py_rng"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def load_checkpoint(path: pathlib.Path, device: torch.device) -> dict[str, Any]:
+    """Read a ``checkpoint.pt`` with ``weights_only=True``. Checkpoints of earlier versions of this
+    trainer hold numpy's random state as an array; numpy's array reconstruction is allowed for
+    them (still no arbitrary code)."""
+    core = getattr(np, "_core", None) or np.core
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    with torch.serialization.safe_globals(allowed):
+        return torch.load(path, map_location=device, weights_only=True)
+
+
 def train(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device: str = "auto",
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train ``cfg`` into the run folder ``out`` (a staged recipe when ``cfg.stages`` is set).
+
+    ``on_step(step)`` is called after every completed step. Returns ``{"step", "best_score", "loss",
+    "loss_name", "stopped"}`` (``stopped``: ``"iterations"``, ``"time_limit"`` or ``"signal"``;
+    a staged run adds ``"stages"``, the result of each stage run).
+    """
+    cfg.check()
+    out = pathlib.Path(out)
+    if cfg.stages:
+        return train_stages(cfg, out, resume=resume, device=device, progress=progress, on_step=on_step)
+    return _train_one(cfg, out, resume=resume, device=device, progress=progress, on_step=on_step)
+
+
+def train_stages(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device: str = "auto",
+                 progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Run the stages of ``cfg`` one after another (:func:`stage_configs`), stage ``i`` in
+    ``out/NN-name/`` starting from stage ``i - 1``'s ``last.safetensors``. A stage is done when it
+    reached its iterations or its time limit (``done.json``); a stage stopped by a signal ends the
+    run, and ``resume`` continues it exactly. The last stage's weights are copied to ``out/``."""
+    stages = stage_configs(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume and any((out / f / "checkpoint.pt").exists() for f, _ in stages):
+        raise InputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    results: list[dict[str, Any]] = []
+    prev: pathlib.Path | None = None
+    res: dict[str, Any] = {}
+    for i, (folder, scfg) in enumerate(stages):
+        sub = out / folder
+        if prev is not None:
+            scfg.init_from = str(prev / "last.safetensors")
+        done = sub / "done.json"
+        if done.exists():
+            res = json.loads(done.read_text())
+        else:
+            if progress:
+                print(f"stage {i + 1}/{len(stages)}: {folder} (loss {scfg.loss}, {scfg.iterations} iterations)",
+                      file=sys.stderr, flush=True)
+            res = _train_one(scfg, sub, resume=resume and (sub / "checkpoint.pt").exists(), device=device,
+                             progress=progress, on_step=on_step)
+            if res["stopped"] == "signal":
+                results.append({"stage": folder, **res})
+                return {**res, "stages": results}
+            done.write_text(json.dumps(res))
+        results.append({"stage": folder, **res})
+        prev = sub
+    assert prev is not None
+    for name in ("last.safetensors", "best.safetensors"):
+        src = prev / name
+        if src.exists():
+            tmp = out / f".{name}.tmp-{os.getpid()}"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, out / name)
+    return {**res, "stages": results}
+
+
+def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device: str = "auto",
+               progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     from hdrlift.training.data import HdrFolder, PatchDataset, validation_set
 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    multiple = trainable_info(cfg.model).multiple_of
+    loss_name = resolve_loss(cfg.model, cfg.loss, cfg.gan)
+    if cfg.patch % multiple:
+        raise InputError(f"patch {cfg.patch} is not a multiple of {multiple}, which model {cfg.model!r} needs")
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists() and not resume:
         raise InputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "loss_resolved": loss_name}, indent=2))
 
     seed_everything(cfg.seed)
     net = build_network(cfg.model)
@@ -229,106 +610,173 @@ def train(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device: str
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    disc = opt_d = scaler_d = None
+    if cfg.gan:
+        from hdrlift.training.discriminator import MoriwakiDiscriminator
+
+        disc = MoriwakiDiscriminator().to(dev)
+        # Moriwaki §4: ADAM for both players (default betas)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr or cfg.lr)
+        scaler_d = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if loss_name in VGG_LOSSES:
+        _vgg(dev)  # a missing VGG19 file stops here with its one-line message, not at step 1
     try:
         train_set = PatchDataset(HdrFolder(cfg.data, cfg.train_split), size=cfg.patch, seed=cfg.seed,
                                  clip_range=cfg.clip_range, curves=cfg.curves, noise=cfg.noise,
-                                 compression=cfg.compression)
+                                 compression=cfg.compression, sampling=cfg.patch_sampling,
+                                 threshold=cfg.santos_threshold, tries=cfg.sampling_tries,
+                                 pretrain=cfg.pretrain, mask_coverage=cfg.mask_coverage)
         val_items = validation_set(HdrFolder(cfg.data, cfg.val_split), views=cfg.val_views,
                                    size=cfg.val_size) if cfg.val_split else []
     except FileNotFoundError as exc:
         raise InputError(str(exc)) from None
 
+    def d_lr(step: int) -> float:
+        return lr_at(cfg, step) * ((cfg.d_lr / cfg.lr) if cfg.d_lr and cfg.lr else 1.0)
+
     step = 0
     best = -float("inf")
     elapsed_before = 0.0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        state = load_checkpoint(ckpt_path, dev)
         net.load_state_dict(state["net"])
         ema.shadow.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         scaler.load_state_dict(state["scaler"])
+        if disc is not None:
+            if "disc" not in state:
+                raise InputError(f"{ckpt_path} was written without \"gan\": true; it cannot resume a GAN run")
+            disc.load_state_dict(state["disc"])
+            opt_d.load_state_dict(state["opt_d"])
+            scaler_d.load_state_dict(state["scaler_d"])
         step = state["step"]
         best = state["best"]
         elapsed_before = state.get("elapsed", 0.0)
-        train_set.rng.bit_generator.state = state["data_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["np_rng"])
-        random.setstate(state["py_rng"])
+        _set_rng_states(train_set, state)
 
     logger = Logger(out)
     t0 = time.time()
+    # RNG states at the start of the current step, and whether any weight changed since:
+    # a hard stop (exception) in a pristine step still writes an exact checkpoint
+    snap = _rng_states(train_set)
+    pristine = True
 
-    def save_checkpoint() -> None:
+    def save_checkpoint(rng: dict[str, Any]) -> None:
         state = {
             "net": net.state_dict(), "ema": ema.shadow.state_dict(), "opt": opt.state_dict(),
             "scaler": scaler.state_dict(), "step": step, "best": best,
-            "elapsed": elapsed_before + time.time() - t0,
-            "data_rng": train_set.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "np_rng": np.random.get_state(), "py_rng": random.getstate(),
+            "elapsed": elapsed_before + time.time() - t0, **rng,
         }
+        if disc is not None:
+            state.update(disc=disc.state_dict(), opt_d=opt_d.state_dict(), scaler_d=scaler_d.state_dict())
         tmp = out / f".checkpoint.pt.tmp-{os.getpid()}"
         torch.save(state, tmp)
         os.replace(tmp, ckpt_path)
 
-    meta = {"model": cfg.model, "config": json.dumps(dataclasses.asdict(cfg))}
+    meta = {"model": cfg.model, "config": json.dumps(dataclasses.asdict(cfg)), "loss": loss_name}
     running = None
     last_loss = float("nan")
+    stopped = "iterations"
+    clean_exit = False
     try:
-        while step < cfg.iterations:
-            net.train()
-            ldr_np, hdr_np = train_set.batch(cfg.batch)
-            ldr = torch.from_numpy(ldr_np).to(dev)
-            hdr = torch.from_numpy(hdr_np).to(dev)
-            for g in opt.param_groups:
-                g["lr"] = lr_at(cfg, step)
-            with torch.autocast(dev.type, enabled=use_amp):
-                loss = compute_loss(net, cfg.model, ldr, hdr, cfg.loss)
-            if not torch.isfinite(loss):
-                raise HdrliftError(f"loss became {loss.item()} at step {step}; lower lr or check the data")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            ema.update(net, step)
-            step += 1
-            last_loss = float(loss.item())
-            running = last_loss if running is None else 0.95 * running + 0.05 * last_loss
-            elapsed = elapsed_before + time.time() - t0
-            if step % cfg.log_every == 0 or step == 1:
-                logger.log({"step": step, "loss": last_loss, "loss_smooth": running, "grad_norm": float(gnorm),
-                            "lr": lr_at(cfg, step - 1), "elapsed_s": round(elapsed, 1)})
-                if progress:
-                    print(f"step {step}/{cfg.iterations} loss {running:.5f} lr {lr_at(cfg, step - 1):.2e} "
-                          f"{elapsed / 60:.1f} min", file=sys.stderr, flush=True)
-            if val_items and (step % cfg.val_every == 0 or step == cfg.iterations):
-                metrics = validate(ema.shadow, val_items, dev)
-                logger.log({"step": step, "val": metrics, "elapsed_s": round(elapsed, 1)})
-                if progress:
-                    print(f"  val {json.dumps({k: round(v, 3) for k, v in metrics.items()})}", file=sys.stderr, flush=True)
-                sel = sum(metrics.get(k, -1e9) for k in cfg.select.split("+"))
-                if sel > best:
-                    best = sel
-                    save_safetensors(ema.shadow, out / "best.safetensors",
-                                     {**meta, "step": str(step), "val": json.dumps(metrics)})
-            if step % cfg.checkpoint_every == 0:
-                save_checkpoint()
-            if cfg.time_limit_min and elapsed > cfg.time_limit_min * 60:
-                if progress:
-                    print(f"time limit {cfg.time_limit_min} min reached at step {step}", file=sys.stderr)
-                break
+        with GracefulStop(progress) as stop:
+            while step < cfg.iterations:
+                snap = _rng_states(train_set)
+                pristine = True
+                net.train()
+                ldr_np, hdr_np = train_set.batch(cfg.batch)
+                ldr = torch.from_numpy(ldr_np).to(dev)
+                hdr = torch.from_numpy(hdr_np).to(dev)
+                for g in opt.param_groups:
+                    g["lr"] = lr_at(cfg, step)
+                loss_d = None
+                if disc is None:
+                    with torch.autocast(dev.type, enabled=use_amp):
+                        loss = compute_loss(net, cfg.model, ldr, hdr, loss_name)
+                else:
+                    # Moriwaki §4: the discriminator (Eq. 5) and the generator (Eq. 1) updated alternately
+                    for g in opt_d.param_groups:
+                        g["lr"] = d_lr(step)
+                    disc.train()
+                    disc.requires_grad_(True)
+                    with torch.autocast(dev.type, enabled=use_amp):
+                        y = log_prediction(net, ldr)
+                        loss_d = L.moriwaki_d(disc(y.detach()), disc(L.log_image(hdr)))
+                    if not torch.isfinite(loss_d):
+                        raise HdrliftError(f"discriminator loss became {loss_d.item()} at step {step}; lower d_lr")
+                    opt_d.zero_grad(set_to_none=True)
+                    scaler_d.scale(loss_d).backward()
+                    pristine = False
+                    scaler_d.step(opt_d)
+                    scaler_d.update()
+                    disc.requires_grad_(False)
+                    with torch.autocast(dev.type, enabled=use_amp):
+                        loss = generator_loss(net, cfg.model, ldr, hdr, loss_name, y, disc(y))
+                if not torch.isfinite(loss):
+                    raise HdrliftError(f"loss became {loss.item()} at step {step}; lower lr or check the data")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                pristine = False
+                scaler.step(opt)
+                scaler.update()
+                ema.update(net, step)
+                step += 1
+                snap = _rng_states(train_set)
+                pristine = True
+                last_loss = float(loss.item())
+                running = last_loss if running is None else 0.95 * running + 0.05 * last_loss
+                elapsed = elapsed_before + time.time() - t0
+                if step % cfg.log_every == 0 or step == 1:
+                    rec = {"step": step, "loss": last_loss, "loss_smooth": running, "grad_norm": float(gnorm),
+                           "lr": lr_at(cfg, step - 1), "elapsed_s": round(elapsed, 1)}
+                    if loss_d is not None:
+                        rec["loss_d"] = float(loss_d.item())
+                    logger.log(rec)
+                    if progress:
+                        print(f"step {step}/{cfg.iterations} loss {running:.5f} lr {lr_at(cfg, step - 1):.2e} "
+                              f"{elapsed / 60:.1f} min", file=sys.stderr, flush=True)
+                if val_items and (step % cfg.val_every == 0 or step == cfg.iterations):
+                    metrics = validate(ema.shadow, val_items, dev, multiple)
+                    logger.log({"step": step, "val": metrics, "elapsed_s": round(elapsed, 1)})
+                    if progress:
+                        print(f"  val {json.dumps({k: round(v, 3) for k, v in metrics.items()})}", file=sys.stderr, flush=True)
+                    sel = sum(metrics.get(k, -1e9) for k in cfg.select.split("+"))
+                    if sel > best:
+                        best = sel
+                        save_safetensors(ema.shadow, out / "best.safetensors",
+                                         {**meta, "step": str(step), "val": json.dumps(metrics)})
+                if step % cfg.checkpoint_every == 0:
+                    save_checkpoint(snap)
+                if on_step is not None:
+                    on_step(step)
+                if stop.requested and step < cfg.iterations:
+                    stopped = "signal"
+                    if progress:
+                        print(f"stopped at step {step}; continue with --resume", file=sys.stderr)
+                    break
+                if cfg.time_limit_min and elapsed > cfg.time_limit_min * 60 and step < cfg.iterations:
+                    stopped = "time_limit"
+                    if progress:
+                        print(f"time limit {cfg.time_limit_min} min reached at step {step}", file=sys.stderr)
+                    break
+        clean_exit = True
     finally:
-        save_checkpoint()
+        if clean_exit or pristine:
+            save_checkpoint(snap)
+        elif progress:
+            print("hdrlift-train: stopped inside a step; the last periodic checkpoint is kept", file=sys.stderr)
         save_safetensors(ema.shadow, out / "last.safetensors", {**meta, "step": str(step)})
         logger.close()
-    return {"step": step, "best_score": best, "loss": last_loss}
+    return {"step": step, "best_score": best, "loss": last_loss, "loss_name": loss_name, "stopped": stopped}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hdrlift-train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Config keys: " + ", ".join(f.name for f in dataclasses.fields(TrainConfig)))
+                                epilog="Config keys: " + ", ".join(f.name for f in dataclasses.fields(TrainConfig))
+                                + ".\nLosses: " + ", ".join(loss_names()) + ".\nSee docs/training.md.")
     p.add_argument("--model", help="registered network to train (overrides the config)")
     p.add_argument("--config", help="JSON config (see training/configs/)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, weights)")
@@ -340,14 +788,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sigterm(signum, frame):  # a farm scheduler's SIGTERM: stop like Ctrl-C, checkpoint saved
+def _sigterm(signum, frame):  # before/after the training loop: stop like Ctrl-C
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import signal
-
     signal.signal(signal.SIGTERM, _sigterm)
     try:
         cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
@@ -359,12 +805,15 @@ def main(argv: list[str] | None = None) -> int:
             cfg.iterations = args.iterations
         res = train(cfg, pathlib.Path(args.out), resume=args.resume, device=args.device, progress=not args.quiet)
         print(json.dumps(res))
+        if res.get("stopped") == "signal":
+            print("hdrlift-train: interrupted; checkpoint saved, continue with --resume", file=sys.stderr)
+            return 130
         return 0
     except HdrliftError as exc:
         print(f"hdrlift-train: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("hdrlift-train: interrupted; checkpoint saved, continue with --resume", file=sys.stderr)
+        print("hdrlift-train: interrupted; the last checkpoint is kept, continue with --resume", file=sys.stderr)
         return 130
 
 

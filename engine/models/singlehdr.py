@@ -173,7 +173,9 @@ class SingleHDR(nn.Module):
         deq = x + torch.tanh(self.dequantize(x))
         lin = self.linearize(deq)
         alpha = highlight_alpha(lin, self.gamma)
-        residual = F.relu(self.hallucinate(lin))
+        # clamp, not relu: same values, but gradient 1 at exactly 0, so the zero-initialised last
+        # layer of the Hallucination-Net can start learning under the joint loss
+        residual = self.hallucinate(lin).clamp(min=0.0)
         hal = lin + alpha * residual
         y = torch.log(hal.clamp(min=0.0) + self.eps)
         r = self.refine(torch.cat([y, lin, deq], dim=1))
