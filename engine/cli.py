@@ -2,7 +2,7 @@
 
 Both drive :class:`hdrlift.engine.pipeline.Pipeline`; nothing here re-implements colour,
 models or IO. Errors print one line, ``PROG: error: ...``, and exit non-zero (2 input,
-3 output, 4 model, 5 colour, 130 interrupted).
+3 output, 4 model, 5 colour, 6 server, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from hdrlift.engine.errors import HdrliftError, InputError
 
 EPILOG = """\
 exit status: 0 done, 1 error, 2 bad input, 3 output cannot be written, 4 model, 5 colour,
-130 interrupted (finished frames are complete; rerun with --resume).
+6 server (--server: unreachable, refused, failed), 130 interrupted (finished frames are
+complete; rerun with --resume).
 """
 
 
@@ -92,6 +93,16 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
         f = ap.add_argument_group("frames")
         f.add_argument("--frames", type=_frames, metavar="START-END", help="only these source frame numbers (inclusive)")
         f.add_argument("--every", type=_positive, default=1, metavar="N", help="every Nth frame of the range")
+    r = ap.add_argument_group("remote (hdrlift-serve): decode and write EXRs here, reconstruct on servers")
+    r.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
+                   help="send frames to these hdrlift-serve servers (gRPC round-robin, fail-over) instead of "
+                        "running the model here; --model and the colour/output options apply as for a local run")
+    r.add_argument("--token-file", metavar="FILE", help="bearer token for the servers (default $HDRLIFT_TOKEN)")
+    r.add_argument("--tls-ca", metavar="PEM", help="use TLS, trusting this CA (server certificate check)")
+    r.add_argument("--tls-cert", metavar="PEM", help="client certificate for mutual TLS (with --tls-key)")
+    r.add_argument("--tls-key", metavar="PEM", help="client key for mutual TLS")
+    r.add_argument("--server-timeout", type=float, metavar="SECONDS",
+                   help="give up on a server call after this long (default: no deadline)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--version", action="version", version=f"hdrlift {__version__}")
     return ap
@@ -108,6 +119,51 @@ def _list_models() -> str:
     return "\n".join(rows)
 
 
+# Local-only options and their defaults: with --server the servers' own settings apply.
+_LOCAL_ONLY = {"weights": None, "device": "cpu", "backend": "auto", "precision": "fp32", "preview": None}
+
+
+def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
+    """``--server``: :func:`hdrlift.plugin.client.convert_remote` (decode and EXR writing here)."""
+    from hdrlift.engine.pipeline import default_progress
+
+    for name, default in _LOCAL_ONLY.items():
+        if getattr(args, name) != default:
+            raise InputError(f"--{name} applies to local runs; with --server the servers' settings are used")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InputError("--tls-cert and --tls-key go together (mutual TLS)")
+    token = None
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except OSError as exc:
+            raise InputError(f"cannot read token file {args.token_file}: {exc.strerror or exc}") from None
+        if not token:
+            raise InputError(f"token file {args.token_file} is empty")
+    try:
+        from hdrlift.plugin.client import convert_remote
+    except ImportError as exc:
+        raise InputError(f"--server needs the gRPC client (pip install 'hdrlift[server]'): {exc}") from None
+    start, end = (args.frames if video and args.frames else (None, None))
+    reader_options = ({k: getattr(args, k) for k in ("primaries", "transfer", "matrix", "range") if getattr(args, k)}
+                      if video else None)
+    report = convert_remote(
+        args.input, args.output, args.server, model=args.model, input_space=args.input_colorspace,
+        output_space=args.output_colorspace, start=start, end=end, every=args.every if video else 1,
+        resume=args.resume if video else False, overwrite=args.overwrite, half=not args.float,
+        compression=args.compression, mask_layer=args.mask_layer, single=not video, token=token,
+        tls=bool(args.tls_ca or args.tls_cert), ca_file=args.tls_ca, cert_file=args.tls_cert,
+        key_file=args.tls_key, progress=None if args.quiet else default_progress(),
+        reader_options=reader_options, ocio_config=args.ocio_config, timeout=args.server_timeout)
+    if not args.quiet:
+        skipped = f", {len(report.skipped)} already complete" if report.skipped else ""
+        print(f"{prog}: {len(report.written)} EXR written{skipped} in {report.seconds:.1f}s "
+              f"({report.fps:.2f} frames/s), {report.input_space} -> {report.output_space}, "
+              f"model {args.model} on {args.server}", file=sys.stderr)
+    return 0
+
+
 def _run(prog: str, argv: list[str] | None, video: bool) -> int:
     ap = _parser(prog, video)
     args = ap.parse_args(argv)
@@ -122,6 +178,8 @@ def _run(prog: str, argv: list[str] | None, video: bool) -> int:
             return 0
         if not args.input or not args.output:
             ap.error("INPUT and OUTPUT are required")
+        if args.server:
+            return _run_remote(prog, args, video)
         from hdrlift.engine.pipeline import Pipeline, PipelineOptions, default_progress
 
         opts = PipelineOptions(model=args.model, weights=args.weights, device=args.device,

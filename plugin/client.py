@@ -1,0 +1,621 @@
+"""Python client of the hdrlift gRPC server (contract ``hdrlift.v1``; server: ``hdrlift-serve``).
+
+    from hdrlift.plugin import Client
+    with Client("farm1:50051,farm2:50051", token="...") as c:
+        hdr = c.reconstruct(rgb).hdr                      # H x W x 3 float32 in, out
+        for res in c.reconstruct_frames(frames): ...      # ordered stream, any resolution
+        job = c.run_job("shots/sh010/plate.####.png", "shots/sh010/hdr/", progress=print)
+
+* Numpy in and out: frames are ``H x W x 3`` float32 code values in the input colour space
+  (default sRGB); results are scene-linear ``H x W x 3`` float32 in the output space.
+* Several addresses (``host:port,host:port``) share one channel balanced with gRPC's own
+  ``round_robin`` policy; calls are retried on ``UNAVAILABLE`` by gRPC's retry policy (service
+  config), and streams resend the frames a server did not answer (e.g. while it shuts down) on a
+  new stream, which round-robin places on another server.
+* Bearer token (``token=`` or ``$HDRLIFT_TOKEN``), TLS and mutual TLS (``ca_file``,
+  ``cert_file``/``key_file``).
+* The client only ever reads numbers and protobuf messages from a server: nothing a server sends
+  is executed, unpickled or evaluated, and payload sizes are checked against their headers.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import ipaddress
+import json
+import os
+import socket
+import threading
+import time
+from typing import Callable, Iterable, Iterator
+
+import grpc
+import numpy as np
+
+from hdrlift.engine.errors import HdrliftError
+from hdrlift.plugin import frames as fr
+from hdrlift.plugin.v1 import hdrlift_pb2 as pb
+from hdrlift.plugin.v1 import hdrlift_pb2_grpc as pb_grpc
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Hdrlift"].full_name
+DEFAULT_MAX_MESSAGE = 64 << 20
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+JOB_DONE = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
+
+
+class RemoteError(HdrliftError):
+    """A server answered with an error status (``.code``: a ``grpc.StatusCode``)."""
+
+    exit_code = 6
+
+    def __init__(self, code: grpc.StatusCode | None, message: str):
+        self.code = code
+        name = code.name if code is not None else "ERROR"
+        super().__init__(f"server: {name}: {message}")
+
+
+def _remote(exc: grpc.RpcError) -> RemoteError:
+    try:
+        code, details = exc.code(), exc.details()
+    except Exception:  # noqa: BLE001 - not a call error
+        code, details = None, str(exc)
+    return RemoteError(code, " ".join(str(details or "").split()) or "no details")
+
+
+@dataclasses.dataclass
+class Result:
+    hdr: np.ndarray  # H x W x 3 float32, scene-linear in header.output_space
+    mask: np.ndarray | None  # H x W float32 in [0, 1] when requested
+    header: pb.FrameHeader  # output description: spaces, model, version, batch size, server time
+
+
+# --------------------------------------------------------------------------- addresses
+def _split_hostport(addr: str) -> tuple[str, str]:
+    a = addr.strip()
+    if a.startswith("["):
+        host, _, rest = a[1:].partition("]")
+        port = rest.lstrip(":")
+    else:
+        host, _, port = a.rpartition(":")
+    if not host or not port.isdigit():
+        raise HdrliftError(f"server address {addr!r} must be host:port")
+    return host, port
+
+
+def channel_target(servers: str | Iterable[str]) -> tuple[str, str | None]:
+    """``(target, tls_name)`` for one address or several (``host:port,host:port``).
+
+    One address is used as given (gRPC's DNS resolver; round-robin spreads calls over its
+    records). Several become a static ``ipv4:``/``ipv6:`` target, each host name resolved once
+    here; ``tls_name`` is then the first host name, for certificate checks.
+    """
+    addrs = [a.strip() for a in (servers.split(",") if isinstance(servers, str) else servers) if a.strip()]
+    if not addrs:
+        raise HdrliftError("no server address given")
+    if len(addrs) == 1:
+        _split_hostport(addrs[0])
+        return addrs[0], None
+    v4, v6, name = [], [], None
+    for a in addrs:
+        host, port = _split_hostport(a)
+        try:
+            ip = ipaddress.ip_address(host)
+            (v4 if ip.version == 4 else v6).append(f"{ip}:{port}" if ip.version == 4 else f"[{ip}]:{port}")
+            continue
+        except ValueError:
+            name = name or host
+        try:
+            infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise HdrliftError(f"cannot resolve server {host!r}: {exc.strerror}") from None
+        fam4 = [i[4][0] for i in infos if i[0] == socket.AF_INET]
+        fam6 = [i[4][0] for i in infos if i[0] == socket.AF_INET6]
+        if fam4:
+            v4.append(f"{fam4[0]}:{port}")
+        elif fam6:
+            v6.append(f"[{fam6[0]}]:{port}")
+    if v4 and v6:
+        return "ipv4:" + ",".join(v4), name  # one family per static target; IPv4 wins
+    return ("ipv4:" + ",".join(v4)) if v4 else ("ipv6:" + ",".join(v6)), name
+
+
+def service_config(retries: int = 4) -> str:
+    """Round-robin over every address; retry on UNAVAILABLE with exponential back-off."""
+    return json.dumps({
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [{
+            "name": [{"service": SERVICE_NAME}],
+            "retryPolicy": {
+                "maxAttempts": max(2, min(5, retries + 1)),
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }],
+    })
+
+
+# --------------------------------------------------------------------------- the client
+class Client:
+    """A connection to one or more hdrlift servers (see the module docstring)."""
+
+    def __init__(self, servers: str | Iterable[str] = "localhost:50051", *, token: str | None = None,
+                 tls: bool = False, ca_file: str | None = None, cert_file: str | None = None,
+                 key_file: str | None = None, server_name: str | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE, chunk_bytes: int = fr.DEFAULT_CHUNK_BYTES,
+                 retries: int = 4, timeout: float | None = None, options: list | None = None):
+        target, tls_name = channel_target(servers)
+        self.target = target
+        self.timeout = timeout
+        self.retries = max(0, int(retries))
+        self.chunk_bytes = max(fr.MIN_CHUNK_BYTES, min(int(chunk_bytes), int(max_message_bytes) - (16 << 10)))
+        token = token if token is not None else os.environ.get("HDRLIFT_TOKEN") or None
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        opts = [("grpc.max_receive_message_length", int(max_message_bytes)),
+                ("grpc.max_send_message_length", int(max_message_bytes)),
+                ("grpc.service_config", service_config(self.retries)),
+                ("grpc.enable_retries", 1)]
+        if cert_file or key_file or ca_file:
+            tls = True
+        if tls:
+            def read(p):
+                if p is None:
+                    return None
+                try:
+                    with open(p, "rb") as f:
+                        return f.read()
+                except OSError as exc:
+                    raise HdrliftError(f"cannot read {p}: {exc.strerror or exc}") from None
+            creds = grpc.ssl_channel_credentials(root_certificates=read(ca_file), private_key=read(key_file),
+                                                 certificate_chain=read(cert_file))
+            name = server_name or tls_name
+            if name:
+                opts.append(("grpc.ssl_target_name_override", name))
+            self._channel = grpc.secure_channel(target, creds, options=opts + list(options or []))
+        else:
+            self._channel = grpc.insecure_channel(target, options=opts + list(options or []))
+        self.stub = pb_grpc.HdrliftStub(self._channel)
+
+    # -- plumbing
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, fn, request, timeout=None):
+        """A unary call; RESOURCE_EXHAUSTED (a busy server) is retried with back-off here,
+        UNAVAILABLE by gRPC's retry policy."""
+        delay = 0.05
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(request, timeout=timeout if timeout is not None else self.timeout,
+                          metadata=self._metadata)
+            except grpc.RpcError as exc:
+                if exc.code() in RETRYABLE and attempt < self.retries:
+                    time.sleep(delay)
+                    delay = min(2.0, delay * 2)
+                    continue
+                raise _remote(exc) from None
+        raise AssertionError("unreachable")
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise RemoteError(grpc.StatusCode.UNAVAILABLE, f"no server reachable at {self.target} "
+                              f"within {timeout:g} s") from None
+
+    # -- information
+    def health(self, service: str = "", timeout: float = 5.0) -> str:
+        """The server's health status name (``SERVING``, ``NOT_SERVING``...)."""
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            r = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise _remote(exc) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+
+    def server_info(self) -> pb.ServerInfo:
+        return self._call(self.stub.GetServerInfo, pb.GetServerInfoRequest())
+
+    def list_models(self) -> pb.ListModelsReply:
+        return self._call(self.stub.ListModels, pb.ListModelsRequest())
+
+    # -- frames
+    @staticmethod
+    def header(*, model: str | None = None, input_space: str | None = None, output_space: str | None = None,
+               dtype: str | int = "float", output_dtype: str | int | None = None, mask: bool = False,
+               reply_chunk_bytes: int = 0) -> pb.FrameHeader:
+        """The settings part of a frame header (no size)."""
+        code = fr.dtype_code(dtype)
+        return pb.FrameHeader(dtype=code, channels=3, model=model or "", input_space=input_space or "",
+                              output_space=output_space or "",
+                              options=pb.FrameOptions(return_mask=mask, reply_chunk_bytes=int(reply_chunk_bytes),
+                                                      output_dtype=fr.dtype_code(output_dtype) if output_dtype else 0))
+
+    @staticmethod
+    def _frame_header(base: pb.FrameHeader, rgb: np.ndarray) -> pb.FrameHeader:
+        h = pb.FrameHeader()
+        h.CopyFrom(base)
+        h.height, h.width = int(rgb.shape[0]), int(rgb.shape[1])
+        return h
+
+    @staticmethod
+    def _check_rgb(rgb) -> np.ndarray:
+        a = np.asarray(rgb)
+        if a.ndim != 3 or a.shape[2] != 3:
+            raise HdrliftError(f"frame must be H x W x 3, got shape {tuple(a.shape)}")
+        return np.ascontiguousarray(a, dtype=np.float32)
+
+    @staticmethod
+    def _payload(base: pb.FrameHeader, rgb: np.ndarray) -> bytes:
+        if base.dtype == pb.DTYPE_EXR:
+            return fr.encode_exr(rgb, half=False)
+        return fr.encode_planar(rgb, base.dtype)
+
+    @staticmethod
+    def decode_result(header: pb.FrameHeader, data: bytes) -> Result:
+        """Turn a reply's header and payload into numpy arrays (sizes checked)."""
+        if header.dtype == pb.DTYPE_EXR:
+            rgb, mask, _ = fr.decode_exr(data)
+            if rgb.shape[:2] != (header.height, header.width):
+                raise RemoteError(None, f"reply EXR is {rgb.shape[1]}x{rgb.shape[0]}, header says "
+                                  f"{header.width}x{header.height}")
+            return Result(rgb, mask, header)
+        if header.channels not in (3, 4):
+            raise RemoteError(None, f"reply has {header.channels} channels")
+        try:
+            img = fr.decode_planar(data, header.width, header.height, header.channels, header.dtype)
+        except fr.FrameFormatError as exc:
+            raise RemoteError(None, f"malformed reply: {exc}") from None
+        mask = np.ascontiguousarray(img[:, :, 3]) if header.channels == 4 else None
+        return Result(np.ascontiguousarray(img[:, :, :3]), mask, header)
+
+    def reconstruct(self, rgb: np.ndarray, *, model: str | None = None, input_space: str | None = None,
+                    output_space: str | None = None, dtype: str = "float", output_dtype: str | None = None,
+                    mask: bool = False, timeout: float | None = None) -> Result:
+        """One frame. Small frames go in one message (Reconstruct); larger ones through a stream."""
+        a = self._check_rgb(rgb)
+        base = self.header(model=model, input_space=input_space, output_space=output_space, dtype=dtype,
+                           output_dtype=output_dtype, mask=mask, reply_chunk_bytes=self.chunk_bytes)
+        payload = self._payload(base, a)
+        out_bytes = a.shape[0] * a.shape[1] * 4 * 4
+        if len(payload) <= self.chunk_bytes and out_bytes <= self.chunk_bytes:
+            rep = self._call(self.stub.Reconstruct,
+                             pb.ReconstructRequest(header=self._frame_header(base, a), data=payload), timeout)
+            return self.decode_result(rep.header, rep.data)
+        for _, res in self._stream(iter([(0, a)]), base, timeout=timeout):
+            return res
+        raise RemoteError(None, "stream ended without a reply")
+
+    def reconstruct_frames(self, frames: Iterable[np.ndarray], *, model: str | None = None,
+                           input_space: str | None = None, output_space: str | None = None, dtype: str = "float",
+                           output_dtype: str | None = None, mask: bool = False, window: int = 4,
+                           timeout: float | None = None) -> Iterator[Result]:
+        """Stream frames (any resolution: chunked) and yield their results in the same order."""
+        base = self.header(model=model, input_space=input_space, output_space=output_space, dtype=dtype,
+                           output_dtype=output_dtype, mask=mask, reply_chunk_bytes=self.chunk_bytes)
+        for _, res in self._stream(enumerate(frames), base, window=window, timeout=timeout):
+            yield res
+
+    def _stream(self, items: Iterator, base: pb.FrameHeader, *, window: int = 4,
+                timeout: float | None = None) -> Iterator[tuple[object, Result]]:
+        """Core of the streaming calls: ``items`` yields ``(tag, rgb)``; yields ``(tag, Result)`` in
+        order. Frames a server did not answer before failing with UNAVAILABLE/RESOURCE_EXHAUSTED are
+        resent, first, on a new stream (up to ``retries`` times without progress)."""
+        lock = threading.Lock()
+        items = iter(items)
+        resend: collections.deque = collections.deque()
+        source_error: list[BaseException] = []
+        exhausted = [False]
+        failures = 0
+        delay = 0.1
+        while True:
+            stop = threading.Event()
+            slots = threading.Semaphore(max(1, window))
+            pending: collections.OrderedDict = collections.OrderedDict()  # frame_id -> (tag, rgb)
+
+            def requests(stop=stop, slots=slots, pending=pending):
+                yield pb.StreamRequest(header=base)
+                fid = 0
+                while True:
+                    while not slots.acquire(timeout=0.1):
+                        if stop.is_set():
+                            return
+                    with lock:
+                        if stop.is_set():
+                            return
+                        if resend:
+                            tag, rgb = resend.popleft()
+                        elif exhausted[0]:
+                            return
+                        else:
+                            try:
+                                tag, rgb = next(items)
+                                rgb = self._check_rgb(rgb)
+                            except StopIteration:
+                                exhausted[0] = True
+                                return
+                            except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+                                source_error.append(exc)
+                                exhausted[0] = True
+                                return
+                        fid += 1
+                        pending[fid] = (tag, rgb)
+                    payload = self._payload(base, rgb)
+                    for ch in fr.frame_chunks(fid, payload, self.chunk_bytes, self._frame_header(base, rgb)):
+                        yield pb.StreamRequest(chunk=ch)
+
+            call = self.stub.ReconstructStream(requests(), timeout=timeout if timeout is not None else self.timeout,
+                                               metadata=self._metadata)
+            asm = fr.FrameAssembler(max_bytes=1 << 40)
+            try:
+                try:
+                    for reply in call:
+                        done = asm.add(reply.chunk)
+                        if done is None:
+                            continue
+                        fid, header, data = done
+                        with lock:
+                            entry = pending.pop(fid, None)
+                        if entry is None or header is None:
+                            raise RemoteError(None, f"server answered unknown frame {fid}")
+                        res = self.decode_result(header, data)
+                        slots.release()
+                        failures, delay = 0, 0.1
+                        yield entry[0], res
+                except fr.FrameFormatError as exc:
+                    raise RemoteError(None, f"malformed reply stream: {exc}") from None
+            except grpc.RpcError as exc:
+                stop.set()
+                with lock:
+                    left = list(pending.values())
+                    pending.clear()
+                    for e in reversed(left):
+                        resend.appendleft(e)
+                if exc.code() in RETRYABLE and failures < self.retries:
+                    failures += 1
+                    time.sleep(delay)
+                    delay = min(2.0, delay * 2)
+                    continue
+                raise _remote(exc) from None
+            finally:
+                stop.set()
+                call.cancel()
+            if source_error:
+                raise source_error[0]
+            with lock:
+                if pending:
+                    raise RemoteError(None, f"stream ended with {len(pending)} frames unanswered")
+                if exhausted[0] and not resend:
+                    return
+
+    # -- jobs
+    def submit_job(self, source: str, output: str, *, start: int | None = None, end: int | None = None,
+                   every: int = 1, model: str = "", input_space: str = "", output_space: str = "",
+                   resume: bool = False, overwrite: bool = False, mask_layer: bool = False, half: bool = True,
+                   compression: str = "", single: bool = False) -> pb.Job:
+        """Queue a path job on the server (paths on storage the server shares, inside its --root)."""
+        spec = pb.JobSpec(source=str(source), output=str(output), every=int(every), model=model or "",
+                          input_space=input_space or "", output_space=output_space or "", resume=resume,
+                          overwrite=overwrite, mask_layer=mask_layer, float_output=not half,
+                          compression=compression or "", single=single)
+        if start is not None:
+            spec.start = int(start)
+        if end is not None:
+            spec.end = int(end)
+        return self._call(self.stub.SubmitJob, spec)
+
+    def get_job(self, job_id: str) -> pb.Job:
+        return self._call(self.stub.GetJob, pb.JobRef(id=job_id))
+
+    def cancel_job(self, job_id: str) -> pb.Job:
+        return self._call(self.stub.CancelJob, pb.JobRef(id=job_id))
+
+    def watch_job(self, job_id: str, timeout: float | None = None) -> Iterator[pb.Job]:
+        """Job snapshots as the job advances, ending with its final state."""
+        try:
+            yield from self.stub.WatchJob(pb.JobRef(id=job_id), timeout=timeout if timeout is not None else self.timeout,
+                                          metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise _remote(exc) from None
+
+    def run_job(self, source: str, output: str, *, progress: Callable[[pb.Job], None] | None = None,
+                timeout: float | None = None, **spec) -> pb.Job:
+        """Submit a job, follow it (``progress(job)`` on every update), return the final state.
+        Raises RemoteError when it fails."""
+        job = self.submit_job(source, output, **spec)
+        last = job
+        for last in self.watch_job(job.id, timeout=timeout):
+            if progress:
+                progress(last)
+        if last.state == pb.JOB_STATE_FAILED:
+            code = next((c for c in grpc.StatusCode if c.value[0] == last.error_code), None)
+            raise RemoteError(code, last.error)
+        return last
+
+
+# --------------------------------------------------------------------------- CLI helper
+def convert_remote(source, output, servers: str, *, model: str | None = None, input_space: str | None = None,
+                   output_space: str | None = None, start: int | None = None, end: int | None = None, every: int = 1,
+                   resume: bool = False, overwrite: bool = False, half: bool = True, compression: str = "zip",
+                   mask_layer: bool = False, single: bool = False, token: str | None = None, tls: bool = False,
+                   ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
+                   server_name: str | None = None, streams: int | None = None, window: int = 4,
+                   progress: Callable[[int, int | None, float], None] | None = None,
+                   reader_options: dict | None = None, ocio_config: str | None = None, wire_dtype: str = "float",
+                   timeout: float | None = None):
+    """``hdr-video --server``: decode here, reconstruct on the server(s), write EXRs here.
+
+    Frames are decoded locally (``open_source``), sent as planar float (``wire_dtype``) through
+    one stream per server address (or ``streams``), and written with ``write_exr`` (atomic) under
+    the same names, attributes and resume rules as a local run. Returns a ``RunReport``.
+    """
+    import pathlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hdrlift.engine import __version__
+    from hdrlift.engine.colour import ColourManager, colorspace_from_tags
+    from hdrlift.engine.errors import InputError, OutputError
+    from hdrlift.engine.io import exr
+    from hdrlift.engine.io.images import open_source
+    from hdrlift.engine.pipeline import (RunReport, output_path, remove_stale_temporaries, sequence_pattern)
+
+    if every < 1:
+        raise InputError(f"--every must be >= 1, got {every}")
+    if start is not None and end is not None and end < start:
+        raise InputError(f"frame range {start}-{end} is empty")
+    n_addr = len([a for a in servers.split(",") if a.strip()])
+    client = Client(servers, token=token, tls=tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
+                    server_name=server_name)
+    cm = ColourManager(ocio_config)
+    t0 = time.perf_counter()
+    written, skipped = [], []
+    timings = {"decode": 0.0, "model": 0.0, "encode": 0.0}
+    with client, open_source(source, **(reader_options or {})) as reader:
+        tags = getattr(reader, "tags", None)
+        if input_space:
+            in_space = input_space
+        elif tags is not None:
+            in_space = colorspace_from_tags(tags, cm)
+        else:
+            in_space = cm.resolve("srgb")
+        if single:
+            target = os.fspath(output)
+            if not target.lower().endswith(".exr"):
+                raise OutputError(f"output must be an .exr file, got {target!r}")
+            def path_for(n):
+                return pathlib.Path(target)
+        else:
+            pattern = sequence_pattern(source, output)
+            def path_for(n):
+                return output_path(pattern, n)
+        out_dir = path_for(0).parent
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+        remove_stale_temporaries(out_dir)
+        n = getattr(reader, "frame_count", None)
+        first = getattr(reader, "first_number", 1)
+        total = None
+        if n:
+            lo = max(start or first, first)
+            hi = min(end if end is not None else first + n - 1, first + n - 1)
+            total = max(0, (hi - lo) // every + 1) if hi >= lo else 0
+        frames_iter = iter(reader.frames(start=start, end=end, every=every))
+        src_lock = threading.Lock()
+        done_lock = threading.Lock()
+        done = [0]
+
+        def tick(path, was_skipped):
+            with done_lock:
+                (skipped if was_skipped else written).append(path)
+                done[0] += 1
+                if progress:
+                    progress(done[0], total, time.perf_counter() - t0)
+
+        def shared_frames():
+            while True:
+                with src_lock:
+                    td = time.perf_counter()
+                    try:
+                        frame = next(frames_iter)
+                    except StopIteration:
+                        return
+                    finally:
+                        timings["decode"] += time.perf_counter() - td
+                target = path_for(frame.number)
+                if target.exists():
+                    if resume and exr.is_complete_exr(target):
+                        tick(target, True)
+                        continue
+                    if not (resume or overwrite):
+                        raise OutputError(f"{target} exists; pass --resume to skip finished frames or --overwrite")
+                yield frame.number, frame.rgb
+
+        base = client.header(model=model, input_space=in_space, output_space=output_space, dtype=wire_dtype,
+                             output_dtype="half" if half else "float", mask=mask_layer,
+                             reply_chunk_bytes=client.chunk_bytes)
+        chroma_cache: dict = {}
+
+        def attrs_for(number, header):
+            space = header.output_space
+            attrs = {"oiio:ColorSpace": space, "hdrlift:colorspace": space,
+                     "hdrlift:input_colorspace": header.input_space, "hdrlift:source": str(source),
+                     "hdrlift:source_frame": int(number), "hdrlift:model": header.model,
+                     "hdrlift:model_version": header.model_version, "hdrlift:version": __version__,
+                     "hdrlift:ocio_config": cm.config_name, "hdrlift:server": client.target}
+            if space not in chroma_cache:
+                try:
+                    chroma_cache[space] = tuple(float(c) for c in cm.chromaticities(space))
+                except HdrliftError:
+                    chroma_cache[space] = None
+            if chroma_cache[space] is not None:
+                attrs["chromaticities"] = chroma_cache[space]
+            return attrs
+
+        errors: list[BaseException] = []
+        out_space = [output_space or ""]
+        gen = shared_frames()
+        gen_lock = threading.Lock()
+
+        def locked_frames():
+            while True:
+                with gen_lock:
+                    try:
+                        item = next(gen)
+                    except StopIteration:
+                        return
+                yield item
+
+        def worker(pool):
+            futs = []
+            try:
+                for number, res in client._stream(locked_frames(), base, window=window, timeout=timeout):
+                    out_space[0] = res.header.output_space
+                    target = path_for(number)
+                    layers = {"mask": res.mask} if mask_layer and res.mask is not None else None
+
+                    def write(target=target, res=res, layers=layers, number=number):
+                        te = time.perf_counter()
+                        exr.write_exr(target, res.hdr, half=half, compression=compression,
+                                      attributes=attrs_for(number, res.header), layers=layers)
+                        timings["encode"] += time.perf_counter() - te
+                        tick(target, False)
+                    futs.append(pool.submit(write))
+                    while len(futs) > 2 * window:
+                        futs.pop(0).result()
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+            finally:
+                for f in futs:
+                    try:
+                        f.result()
+                    except BaseException as exc:  # noqa: BLE001
+                        errors.append(exc)
+
+        n_streams = max(1, streams or n_addr)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="exr") as pool:
+            threads = [threading.Thread(target=worker, args=(pool,), name=f"stream-{i}", daemon=True)
+                       for i in range(n_streams)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+        if errors:
+            raise errors[0]
+    if done[0] == 0:
+        raise InputError(f"no frames to convert in {source} for the requested range")
+    timings["model"] = max(0.0, time.perf_counter() - t0 - timings["decode"] - timings["encode"])
+    return RunReport(written=sorted(written), skipped=sorted(skipped), frames=done[0],
+                     seconds=time.perf_counter() - t0, input_space=in_space,
+                     output_space=out_space[0], timings=timings)

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the hdrlift.v1 contract (plugin/proto/generate.py)."""

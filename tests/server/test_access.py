@@ -1,0 +1,137 @@
+"""Bearer tokens, TLS, mutual TLS, and path jobs confined to the server's --root folders."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import grpc
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+from server_helpers import frame, reference, wait_for
+
+from hdrlift.engine.io.exr import read_exr
+from hdrlift.plugin import Client, RemoteError
+from hdrlift.plugin.v1 import hdrlift_pb2 as pb
+
+SC = grpc.StatusCode
+
+
+def test_bearer_token_rejected_and_accepted(make_server, monkeypatch, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# farm tokens\nsecret-one\n\nsecret-two\n")
+    from hdrlift.engine.server import load_tokens
+
+    monkeypatch.setenv("HDRLIFT_TOKENS", "env-token, secret-one")
+    assert load_tokens(str(tokens)) == ("secret-one", "secret-two", "env-token")
+    s = make_server(tokens=load_tokens(str(tokens)))
+    addr = f"127.0.0.1:{s.port}"
+    x = frame(16, 16)
+    monkeypatch.delenv("HDRLIFT_TOKEN", raising=False)
+    for token in (None, "wrong", "secret-onex", "secret", "Secret-two"):
+        with Client(addr, token=token, retries=0) as c:
+            for call in (lambda: c.reconstruct(x), c.server_info, lambda: list(c.reconstruct_frames([x]))):
+                with pytest.raises(RemoteError) as ei:
+                    call()
+                assert ei.value.code == SC.UNAUTHENTICATED
+            assert c.health() == "SERVING"  # probes need no token
+    for token in ("secret-two", "env-token"):
+        with Client(addr, token=token) as c:
+            assert np.array_equal(c.reconstruct(x).hdr, reference("landis").process(x).hdr)
+    monkeypatch.setenv("HDRLIFT_TOKEN", "secret-one")
+    with Client(addr) as c:
+        assert c.server_info().protocol == "hdrlift.v1"
+    assert s.metrics.count("Reconstruct", "UNAUTHENTICATED") == 5
+
+
+def test_tls_and_mutual_tls(make_server, certs):
+    x = frame(16, 16)
+    ref = reference("landis").process(x).hdr
+    s = make_server(tls_cert=str(certs["server.pem"]), tls_key=str(certs["server.key"]))
+    addr = f"127.0.0.1:{s.port}"
+    with Client(addr, ca_file=str(certs["ca.pem"]), server_name="localhost") as c:
+        assert np.array_equal(c.reconstruct(x).hdr, ref)
+    with Client(addr, ca_file=str(certs["other.pem"]), server_name="localhost", retries=0, timeout=5) as c:
+        with pytest.raises(RemoteError) as ei:  # server certificate from a CA the client does not trust
+            c.reconstruct(x)
+        assert ei.value.code == SC.UNAVAILABLE
+    with Client(addr, retries=0, timeout=5) as c:  # plaintext to a TLS port
+        with pytest.raises(RemoteError) as ei:
+            c.reconstruct(x)
+        assert ei.value.code == SC.UNAVAILABLE
+
+    m = make_server(tls_cert=str(certs["server.pem"]), tls_key=str(certs["server.key"]), tls_ca=str(certs["ca.pem"]))
+    maddr = f"127.0.0.1:{m.port}"
+    with Client(maddr, ca_file=str(certs["ca.pem"]), cert_file=str(certs["client.pem"]),
+                key_file=str(certs["client.key"]), server_name="localhost") as c:
+        assert np.array_equal(c.reconstruct(x).hdr, ref)
+    for cert, key in ((None, None), (certs["other.pem"], certs["other.key"])):
+        with Client(maddr, ca_file=str(certs["ca.pem"]), cert_file=cert and str(cert), key_file=key and str(key),
+                    server_name="localhost", retries=0, timeout=5) as c:
+            with pytest.raises(RemoteError) as ei:
+                c.reconstruct(x)
+            assert ei.value.code == SC.UNAVAILABLE
+
+
+def _write_sequence(folder: pathlib.Path, n: int, h: int = 48, w: int = 64) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(1, n + 1):
+        img = (frame(h, w, seed=i) * 255.0 + 0.5).astype(np.uint8)
+        buf = oiio.ImageBuf(np.ascontiguousarray(img))
+        assert buf.write(str(folder / f"plate.{i:04d}.png")), buf.geterror()
+    return str(folder / "plate.####.png")
+
+
+def test_path_job_matches_a_local_conversion(server, address, job_root, tmp_path):
+    _write_sequence(job_root / "shot", 5)
+    updates = []
+    with Client(address) as c:
+        job = c.run_job("shot/plate.####.png", "shot/hdr/", start=2, end=4, progress=updates.append)
+    assert job.state == pb.JOB_STATE_SUCCEEDED and job.done == 3 and job.written == 3
+    assert updates and updates[-1].state == pb.JOB_STATE_SUCCEEDED
+    out = sorted(os.listdir(job_root / "shot" / "hdr"))
+    assert out == ["plate.0002.exr", "plate.0003.exr", "plate.0004.exr"]
+    reference("landis").convert(str(job_root / "shot" / "plate.####.png"), tmp_path / "local", start=2, end=4)
+    for name in out:
+        a, b = read_exr(job_root / "shot" / "hdr" / name), read_exr(tmp_path / "local" / name)
+        assert np.array_equal(a.pixels, b.pixels)
+    with Client(address) as c:
+        with pytest.raises(RemoteError) as ei:  # the frames exist now: neither resume nor overwrite
+            c.run_job("shot/plate.####.png", "shot/hdr/", start=2, end=2)
+        assert ei.value.code == SC.ALREADY_EXISTS
+        again = c.run_job(str(job_root / "shot" / "plate.####.png"), "shot/hdr/", resume=True)
+        assert again.skipped == 3 and again.written == 2
+
+
+def test_job_cancel_and_watch(make_server, tmp_path):
+    root = tmp_path / "root"
+    _write_sequence(root / "long", 30, h=540, w=960)
+    s = make_server(roots=(str(root),), job_workers=1)
+    with Client(f"127.0.0.1:{s.port}") as c:
+        first = c.submit_job("long/plate.####.png", "long/a/")
+        queued = c.submit_job("long/plate.####.png", "long/b/")
+        assert c.cancel_job(queued.id).id == queued.id
+        states = []
+        for j in c.watch_job(first.id, timeout=60):
+            states.append(j.state)
+            if j.state == pb.JOB_STATE_RUNNING and j.done >= 1:
+                c.cancel_job(first.id)
+        final = c.get_job(first.id)
+        assert final.state == pb.JOB_STATE_CANCELLED and 1 <= final.done < 30
+        assert pb.JOB_STATE_RUNNING in states
+        assert wait_for(lambda: c.get_job(queued.id).state == pb.JOB_STATE_CANCELLED)
+    assert not (root / "long" / "b").exists() or not os.listdir(root / "long" / "b")
+    # finished frames are whole EXRs, never partial files
+    for name in os.listdir(root / "long" / "a"):
+        assert name.endswith(".exr") and not name.startswith(".")
+        read_exr(root / "long" / "a" / name)
+
+
+def test_jobs_refused_without_root(address, make_server):
+    s = make_server()
+    with Client(f"127.0.0.1:{s.port}") as c:
+        with pytest.raises(RemoteError) as ei:
+            c.submit_job("/tmp/x.png", "/tmp/out/")
+        assert ei.value.code == SC.FAILED_PRECONDITION
+        assert not c.server_info().jobs_enabled
