@@ -424,18 +424,37 @@ def _pad_forward(net: torch.nn.Module, x: torch.Tensor, multiple: int) -> torch.
     return net(x)[..., :h, :w]
 
 
+PREVIEWS = 3  # validation images shown in TensorBoard
+
+
+def preview_image(ldr: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """One TensorBoard preview, ``H x 3W x 3`` in [0, 1]: the LDR input as the camera saw it,
+    then the prediction and the reference tone mapped with the *reference's* Reinhard curve
+    (``metrics.reinhard``), so the two HDR panels are directly comparable."""
+    from hdrlift.training.metrics import reinhard, reinhard_params
+
+    lbar, white = reinhard_params(ref)
+    panels = [np.clip(ldr, 0.0, 1.0), reinhard(pred, lbar, white), reinhard(ref, lbar, white)]
+    return np.concatenate([np.asarray(p, np.float32) for p in panels], axis=1)
+
+
 @torch.no_grad()
-def validate(net: torch.nn.Module, items: list[dict], device: torch.device, multiple: int = 1) -> dict[str, float]:
+def validate(net: torch.nn.Module, items: list[dict], device: torch.device, multiple: int = 1,
+             previews: list | None = None) -> dict[str, float]:
+    """Mean ``metrics.score`` over ``items``; with ``previews`` (a list), the first
+    :data:`PREVIEWS` items' :func:`preview_image` are appended to it."""
     from hdrlift.training.metrics import score
 
     net.eval()
     acc: dict[str, list[float]] = {}
-    for it in items:
+    for i, it in enumerate(items):
         x = torch.from_numpy(it["ldr"].transpose(2, 0, 1)[None].copy()).to(device)
         pred = _pad_forward(net, x, multiple)[0].float().cpu().numpy().transpose(1, 2, 0)
         for k, v in score(pred, it["hdr"], it["ldr"]).items():
             if not math.isnan(v):
                 acc.setdefault(k, []).append(v)
+        if previews is not None and i < PREVIEWS:
+            previews.append(preview_image(it["ldr"], pred, it["hdr"]))
     return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
@@ -460,6 +479,12 @@ class Logger:
                     for kk, vv in v.items():
                         if isinstance(vv, (int, float)):
                             self.tb.add_scalar(f"{k}/{kk}", vv, record.get("step", 0))
+
+    def images(self, step: int, previews: list) -> None:
+        """Tone-mapped validation previews (input | prediction | reference) to TensorBoard."""
+        if self.tb is not None:
+            for i, img in enumerate(previews):
+                self.tb.add_image(f"val/preview_{i}", img, step, dataformats="HWC")
 
     def close(self) -> None:
         self.fh.close()
@@ -738,8 +763,10 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                         print(f"step {step}/{cfg.iterations} loss {running:.5f} lr {lr_at(cfg, step - 1):.2e} "
                               f"{elapsed / 60:.1f} min", file=sys.stderr, flush=True)
                 if val_items and (step % cfg.val_every == 0 or step == cfg.iterations):
-                    metrics = validate(ema.shadow, val_items, dev, multiple)
+                    previews: list = [] if logger.tb is not None else None
+                    metrics = validate(ema.shadow, val_items, dev, multiple, previews)
                     logger.log({"step": step, "val": metrics, "elapsed_s": round(elapsed, 1)})
+                    logger.images(step, previews or [])
                     if progress:
                         print(f"  val {json.dumps({k: round(v, 3) for k, v in metrics.items()})}", file=sys.stderr, flush=True)
                     sel = sum(metrics.get(k, -1e9) for k in cfg.select.split("+"))

@@ -377,3 +377,19 @@ def test_staged_recipe_stopped_mid_stage_resumes_exactly(hdr_folder, tmp_path):
     assert not (tmp_path / "split" / "02-b").exists()
     T.train(cfg, tmp_path / "split", resume=True, progress=False, device="cpu")
     assert_same_weights(tmp_path / "straight" / "last.safetensors", tmp_path / "split" / "last.safetensors")
+
+
+def test_validation_preview_panels():
+    """TensorBoard previews: input as shot | prediction | reference, both HDR panels through the
+    reference's Reinhard curve, so a perfect prediction gives identical right-hand panels."""
+    from hdrlift.training.train import preview_image
+
+    rng = np.random.default_rng(0)
+    ref = (rng.random((12, 10, 3)) * 4.0).astype(np.float32)
+    ldr = np.clip(ref, 0, 1)
+    img = preview_image(ldr, ref, ref)
+    assert img.shape == (12, 30, 3) and img.min() >= 0.0 and img.max() <= 1.0
+    np.testing.assert_array_equal(img[:, :10], ldr)
+    np.testing.assert_allclose(img[:, 10:20], img[:, 20:])
+    worse = preview_image(ldr, ldr, ref)  # clipped prediction: its panel differs from the reference's
+    assert np.abs(worse[:, 10:20] - worse[:, 20:]).max() > 0.01
