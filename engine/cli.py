@@ -8,6 +8,7 @@ models or IO. Errors print one line, ``PROG: error: ...``, and exit non-zero (2 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -68,7 +69,8 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
                    help="inference back end (default auto: TensorRT on CUDA when installed, else the faster of "
                         "torch and onnxruntime, measured once and cached); the choice is reported")
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="inference precision (default fp32)")
-    g.add_argument("--list-models", action="store_true", help="list models and whether weights are shipped, then exit")
+    g.add_argument("--list-models", action="store_true", help="list models and whether weights are shipped (with "
+                   "--server: the server's models and whether they run there), then exit")
     c = ap.add_argument_group("colour (OpenColorIO)")
     c.add_argument("--ocio-config", metavar="CONFIG", help=f"OCIO config path or ocio:// URI (default $OCIO, else {DEFAULT_CONFIG})")
     c.add_argument("--input-colorspace", metavar="NAME", help="colour space of the input code values "
@@ -95,14 +97,22 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
         f.add_argument("--every", type=_positive, default=1, metavar="N", help="every Nth frame of the range")
     r = ap.add_argument_group("remote (hdrlift-serve): decode and write EXRs here, reconstruct on servers")
     r.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
-                   help="send frames to these hdrlift-serve servers (gRPC round-robin, fail-over) instead of "
-                        "running the model here; --model and the colour/output options apply as for a local run")
-    r.add_argument("--token-file", metavar="FILE", help="bearer token for the servers (default $HDRLIFT_TOKEN)")
+                   help="send frames to these hdrlift-serve servers (gRPC round-robin, one stream per address; "
+                        "a server that shuts down hands its frames to the others) instead of running the model "
+                        "here; --model and the colour/output/frame options apply as for a local run")
+    r.add_argument("--token-file", metavar="FILE", help="bearer token for the servers: the file's first line that "
+                   "is neither empty nor a # comment (default $HDRLIFT_TOKEN; never on the command line)")
+    r.add_argument("--tls", action="store_true", help="use TLS, trusting the system's root certificates")
     r.add_argument("--tls-ca", metavar="PEM", help="use TLS, trusting this CA (server certificate check)")
     r.add_argument("--tls-cert", metavar="PEM", help="client certificate for mutual TLS (with --tls-key)")
     r.add_argument("--tls-key", metavar="PEM", help="client key for mutual TLS")
-    r.add_argument("--server-timeout", type=float, metavar="SECONDS",
-                   help="give up on a server call after this long (default: no deadline)")
+    r.add_argument("--tls-server-name", metavar="NAME", help="name the server certificate must carry, when it "
+                   "differs from the address (e.g. connecting by IP)")
+    r.add_argument("--server-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="how long the first call may take (connection, token and model check) before giving "
+                        "up (default 30); frames themselves have no deadline")
+    r.add_argument("--retries", type=int, default=4, metavar="N",
+                   help="retries when a server is unavailable or busy, with back-off (default 4; 0: fail at once)")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--version", action="version", version=f"hdrlift {__version__}")
     return ap
@@ -123,6 +133,59 @@ def _list_models() -> str:
 _LOCAL_ONLY = {"weights": None, "device": "cpu", "backend": "auto", "precision": "fp32", "preview": None}
 
 
+def _read_token(path: str) -> str:
+    """The first line of ``path`` that is neither empty nor a ``#`` comment."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read token file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    for ln in lines:
+        ln = ln.strip()
+        if ln and not ln.startswith("#"):
+            return ln
+    raise InputError(f"token file {path} is empty")
+
+
+def _remote_client():
+    try:
+        from hdrlift.plugin import client
+    except ImportError as exc:
+        raise InputError(f"--server needs the gRPC client (pip install 'hdrlift[server]'): {exc}") from None
+    return client
+
+
+def _connection(args: argparse.Namespace) -> dict:
+    """``--server`` connection options (token, TLS, retries) as keyword arguments of the client."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise InputError("--tls-cert and --tls-key go together (mutual TLS)")
+    for flag in ("tls_ca", "tls_cert", "tls_key"):
+        path = getattr(args, flag)
+        if path and not os.path.isfile(path):
+            raise InputError(f"--{flag.replace('_', '-')} {path}: no such file")
+    if args.retries < 0:
+        raise InputError(f"--retries must be >= 0, got {args.retries}")
+    if args.server_timeout is not None and args.server_timeout <= 0:
+        raise InputError(f"--server-timeout must be positive, got {args.server_timeout}")
+    token = _read_token(args.token_file) if args.token_file else None
+    return dict(token=token, tls=bool(args.tls or args.tls_ca or args.tls_cert), ca_file=args.tls_ca,
+                cert_file=args.tls_cert, key_file=args.tls_key, server_name=args.tls_server_name,
+                retries=args.retries)
+
+
+def _list_remote_models(args: argparse.Namespace) -> str:
+    rc = _remote_client()
+    with rc.Client(args.server, **_connection(args)) as c:
+        reply = c._call(c.stub.ListModels, rc.pb.ListModelsRequest(), args.server_timeout)
+    rows = []
+    for m in reply.models:
+        state = "runs there" if m.runnable else "not runnable there"
+        default = " (default)" if m.is_default else ""
+        name, kind, summary = (rc.clean_text(v, 200) for v in (m.name, m.kind, m.summary))  # a server's words
+        rows.append(f"{name:<20} {kind:<9} {state:<19} {summary}{default}")
+    return "\n".join(rows)
+
+
 def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
     """``--server``: :func:`hdrlift.plugin.client.convert_remote` (decode and EXR writing here)."""
     from hdrlift.engine.pipeline import default_progress
@@ -130,37 +193,23 @@ def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
     for name, default in _LOCAL_ONLY.items():
         if getattr(args, name) != default:
             raise InputError(f"--{name} applies to local runs; with --server the servers' settings are used")
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise InputError("--tls-cert and --tls-key go together (mutual TLS)")
-    token = None
-    if args.token_file:
-        try:
-            with open(args.token_file, encoding="utf-8") as fh:
-                token = fh.read().strip()
-        except OSError as exc:
-            raise InputError(f"cannot read token file {args.token_file}: {exc.strerror or exc}") from None
-        if not token:
-            raise InputError(f"token file {args.token_file} is empty")
-    try:
-        from hdrlift.plugin.client import convert_remote
-    except ImportError as exc:
-        raise InputError(f"--server needs the gRPC client (pip install 'hdrlift[server]'): {exc}") from None
+    conn = _connection(args)
+    rc = _remote_client()
     start, end = (args.frames if video and args.frames else (None, None))
     reader_options = ({k: getattr(args, k) for k in ("primaries", "transfer", "matrix", "range") if getattr(args, k)}
                       if video else None)
-    report = convert_remote(
+    report = rc.convert_remote(
         args.input, args.output, args.server, model=args.model, input_space=args.input_colorspace,
         output_space=args.output_colorspace, start=start, end=end, every=args.every if video else 1,
         resume=args.resume if video else False, overwrite=args.overwrite, half=not args.float,
-        compression=args.compression, mask_layer=args.mask_layer, single=not video, token=token,
-        tls=bool(args.tls_ca or args.tls_cert), ca_file=args.tls_ca, cert_file=args.tls_cert,
-        key_file=args.tls_key, progress=None if args.quiet else default_progress(),
-        reader_options=reader_options, ocio_config=args.ocio_config, timeout=args.server_timeout)
+        compression=args.compression, mask_layer=args.mask_layer, single=not video,
+        progress=None if args.quiet else default_progress(), reader_options=reader_options,
+        ocio_config=args.ocio_config, connect_timeout=args.server_timeout, **conn)
     if not args.quiet:
         skipped = f", {len(report.skipped)} already complete" if report.skipped else ""
         print(f"{prog}: {len(report.written)} EXR written{skipped} in {report.seconds:.1f}s "
               f"({report.fps:.2f} frames/s), {report.input_space} -> {report.output_space}, "
-              f"model {args.model} on {args.server}", file=sys.stderr)
+              f"model {report.model} on {report.servers}", file=sys.stderr)
     return 0
 
 
@@ -169,7 +218,7 @@ def _run(prog: str, argv: list[str] | None, video: bool) -> int:
     args = ap.parse_args(argv)
     try:
         if args.list_models:
-            print(_list_models())
+            print(_list_remote_models(args) if args.server else _list_models())
             return 0
         if args.list_colorspaces:
             from hdrlift.engine.colour import ColourManager

@@ -454,8 +454,10 @@ def write_preview(path: str | os.PathLike, net_in: np.ndarray, linear709: np.nda
     os.replace(tmp, out)
 
 
-def default_progress(stream=sys.stderr) -> Callable[[int, int | None, float], None]:
-    """A one-line progress bar with frames/s and ETA (plain lines when not a terminal)."""
+def default_progress(stream=None) -> Callable[[int, int | None, float], None]:
+    """A one-line progress bar with frames/s and ETA (plain lines when not a terminal), on
+    ``stream`` (default: ``sys.stderr`` as it is when called, not when this module was imported)."""
+    stream = stream if stream is not None else sys.stderr
     tty = stream.isatty()
     last = [0.0]
 

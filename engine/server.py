@@ -827,11 +827,16 @@ class HdrliftServicer(pb_grpc.HdrliftServicer):
         stop = threading.Event()
         reader_busy = threading.Event()
         END, DRAIN = object(), object()
+        waiting: list[Prepared] = []  # the frame the reply loop is waiting for
 
         def cleanup():
             """Runs when the RPC ends for any reason (gRPC may never resume this generator after a
-            cancellation): stop the reader and drop this stream's queued frames."""
+            cancellation): stop the reader and drop this stream's frames that have not reached
+            the device, the one being waited for included (no polling delay)."""
             stop.set()
+            for it in list(waiting):
+                if it.item is not None and not it.item.future.done():
+                    it.item.cancelled.set()
             while True:
                 try:
                     it = out_q.get_nowait()
@@ -917,7 +922,9 @@ class HdrliftServicer(pb_grpc.HdrliftServicer):
                                      "stream; resend the rest to another server")
                 if isinstance(item, BaseException):
                     raise item
+                waiting[:] = [item]
                 lin, mask = s.wait_frame(item, context)
+                waiting.clear()
                 header, data = s.finish(item, lin, mask)
                 for ch in fr.frame_chunks(item.frame_id, data, item.chunk_bytes, header):
                     yield pb.StreamReply(chunk=ch)

@@ -4,7 +4,13 @@
 that only needs :mod:`hdrlift.plugin.frames` does not import grpc.
 """
 
-__all__ = ["Client", "RemoteError", "Result", "convert_remote"]
+import pathlib
+
+__all__ = ["Client", "RemoteError", "Result", "convert_remote", "PROTO"]
+
+#: The ``hdrlift.v1`` contract, installed with the package: for grpcurl (``-proto``) and for
+#: generating clients in other languages.
+PROTO = pathlib.Path(__file__).resolve().parent / "proto" / "hdrlift" / "v1" / "hdrlift.proto"
 
 
 def __getattr__(name):

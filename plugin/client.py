@@ -45,22 +45,35 @@ JOB_DONE = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
 
 
 class RemoteError(HdrliftError):
-    """A server answered with an error status (``.code``: a ``grpc.StatusCode``)."""
+    """A server answered with an error status (``.code``: a ``grpc.StatusCode``), or its reply
+    broke the contract (``.code`` None). The message is cleaned (:func:`clean_text`): a server
+    cannot put control characters or escape sequences on the user's terminal."""
 
     exit_code = 6
 
-    def __init__(self, code: grpc.StatusCode | None, message: str):
+    def __init__(self, code: grpc.StatusCode | None, message: str, server: str | None = None):
         self.code = code
         name = code.name if code is not None else "ERROR"
-        super().__init__(f"server: {name}: {message}")
+        where = f"server {clean_text(server, 200)}" if server else "server"
+        super().__init__(f"{where}: {name}: {clean_text(message)}")
 
 
-def _remote(exc: grpc.RpcError) -> RemoteError:
+def clean_text(text, limit: int = 1000) -> str:
+    """``text`` on one line of printable characters, at most ``limit`` long: for anything a server
+    sent that may be shown to a user (error details, colour space names)."""
+    s = "".join(ch if ch.isprintable() else " " for ch in str(text or ""))
+    s = " ".join(s.split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _remote(exc: grpc.RpcError, server: str | None = None) -> RemoteError:
     try:
         code, details = exc.code(), exc.details()
     except Exception:  # noqa: BLE001 - not a call error
         code, details = None, str(exc)
-    return RemoteError(code, " ".join(str(details or "").split()) or "no details")
+    if not isinstance(code, grpc.StatusCode):
+        code = None
+    return RemoteError(code, clean_text(details) or "no details", server)
 
 
 @dataclasses.dataclass
@@ -146,8 +159,10 @@ class Client:
                  key_file: str | None = None, server_name: str | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE, chunk_bytes: int = fr.DEFAULT_CHUNK_BYTES,
                  retries: int = 4, timeout: float | None = None, options: list | None = None):
-        target, tls_name = channel_target(servers)
+        names = [a.strip() for a in (servers.split(",") if isinstance(servers, str) else servers) if a.strip()]
+        target, tls_name = channel_target(names)
         self.target = target
+        self.servers = ",".join(names)  # as given: for messages
         self.timeout = timeout
         self.retries = max(0, int(retries))
         self.chunk_bytes = max(fr.MIN_CHUNK_BYTES, min(int(chunk_bytes), int(max_message_bytes) - (16 << 10)))
@@ -201,15 +216,15 @@ class Client:
                     time.sleep(delay)
                     delay = min(2.0, delay * 2)
                     continue
-                raise _remote(exc) from None
+                raise _remote(exc, self.servers) from None
         raise AssertionError("unreachable")
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         try:
             grpc.channel_ready_future(self._channel).result(timeout=timeout)
         except grpc.FutureTimeoutError:
-            raise RemoteError(grpc.StatusCode.UNAVAILABLE, f"no server reachable at {self.target} "
-                              f"within {timeout:g} s") from None
+            raise RemoteError(grpc.StatusCode.UNAVAILABLE, f"not reachable within {timeout:g} s",
+                              self.servers) from None
 
     # -- information
     def health(self, service: str = "", timeout: float = 5.0) -> str:
@@ -220,7 +235,7 @@ class Client:
         try:
             r = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
         except grpc.RpcError as exc:
-            raise _remote(exc) from None
+            raise _remote(exc, self.servers) from None
         return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
 
     def server_info(self) -> pb.ServerInfo:
@@ -262,10 +277,19 @@ class Client:
         return fr.encode_planar(rgb, base.dtype)
 
     @staticmethod
-    def decode_result(header: pb.FrameHeader, data: bytes) -> Result:
-        """Turn a reply's header and payload into numpy arrays (sizes checked)."""
+    def decode_result(header: pb.FrameHeader, data: bytes, expect: tuple[int, int] | None = None) -> Result:
+        """Turn a reply's header and payload into numpy arrays. Sizes are checked: the payload
+        against the header and, with ``expect`` (the ``(height, width)`` that was sent), the
+        header against the request, so a server cannot make the client allocate or write
+        anything but the frame it asked for."""
+        if expect is not None and (header.height, header.width) != tuple(expect):
+            raise RemoteError(None, f"reply is {header.width}x{header.height}, the frame sent was "
+                              f"{expect[1]}x{expect[0]}")
         if header.dtype == pb.DTYPE_EXR:
-            rgb, mask, _ = fr.decode_exr(data)
+            try:
+                rgb, mask, _ = fr.decode_exr(data, max_pixels=max(1, header.width * header.height))
+            except fr.FrameFormatError as exc:
+                raise RemoteError(None, f"malformed reply: {exc}") from None
             if rgb.shape[:2] != (header.height, header.width):
                 raise RemoteError(None, f"reply EXR is {rgb.shape[1]}x{rgb.shape[0]}, header says "
                                   f"{header.width}x{header.height}")
@@ -291,7 +315,7 @@ class Client:
         if len(payload) <= self.chunk_bytes and out_bytes <= self.chunk_bytes:
             rep = self._call(self.stub.Reconstruct,
                              pb.ReconstructRequest(header=self._frame_header(base, a), data=payload), timeout)
-            return self.decode_result(rep.header, rep.data)
+            return self.decode_result(rep.header, rep.data, a.shape[:2])
         for _, res in self._stream(iter([(0, a)]), base, timeout=timeout):
             return res
         raise RemoteError(None, "stream ended without a reply")
@@ -356,24 +380,36 @@ class Client:
 
             call = self.stub.ReconstructStream(requests(), timeout=timeout if timeout is not None else self.timeout,
                                                metadata=self._metadata)
-            asm = fr.FrameAssembler(max_bytes=1 << 40)
+            asm = fr.FrameAssembler(max_bytes=1 << 20)
             try:
                 try:
                     for reply in call:
-                        done = asm.add(reply.chunk)
+                        c = reply.chunk
+                        if c.index == 0 and not asm.busy:
+                            # replies come in the order sent: only the oldest frame may start, and
+                            # its payload may not exceed 4 float planes of the frame sent (x2 for
+                            # EXR overhead), so a server cannot make the client buffer more
+                            with lock:
+                                first = next(iter(pending.items()), None)
+                            if first is None or first[0] != c.frame_id:
+                                raise RemoteError(None, f"server answered frame {c.frame_id}, which is not the "
+                                                  "next frame waiting", self.servers)
+                            h_, w_ = first[1][1].shape[:2]
+                            asm.max_bytes = 2 * h_ * w_ * 4 * 4 + (1 << 20)
+                        done = asm.add(c)
                         if done is None:
                             continue
                         fid, header, data = done
                         with lock:
                             entry = pending.pop(fid, None)
                         if entry is None or header is None:
-                            raise RemoteError(None, f"server answered unknown frame {fid}")
-                        res = self.decode_result(header, data)
+                            raise RemoteError(None, f"server answered frame {fid} without a header", self.servers)
+                        res = self.decode_result(header, data, entry[1].shape[:2])
                         slots.release()
                         failures, delay = 0, 0.1
                         yield entry[0], res
                 except fr.FrameFormatError as exc:
-                    raise RemoteError(None, f"malformed reply stream: {exc}") from None
+                    raise RemoteError(None, f"malformed reply stream: {exc}", self.servers) from None
             except grpc.RpcError as exc:
                 stop.set()
                 with lock:
@@ -386,7 +422,7 @@ class Client:
                     time.sleep(delay)
                     delay = min(2.0, delay * 2)
                     continue
-                raise _remote(exc) from None
+                raise _remote(exc, self.servers) from None
             finally:
                 stop.set()
                 call.cancel()
@@ -426,7 +462,7 @@ class Client:
             yield from self.stub.WatchJob(pb.JobRef(id=job_id), timeout=timeout if timeout is not None else self.timeout,
                                           metadata=self._metadata)
         except grpc.RpcError as exc:
-            raise _remote(exc) from None
+            raise _remote(exc, self.servers) from None
 
     def run_job(self, source: str, output: str, *, progress: Callable[[pb.Job], None] | None = None,
                 timeout: float | None = None, **spec) -> pb.Job:
@@ -439,11 +475,30 @@ class Client:
                 progress(last)
         if last.state == pb.JOB_STATE_FAILED:
             code = next((c for c in grpc.StatusCode if c.value[0] == last.error_code), None)
-            raise RemoteError(code, last.error)
+            raise RemoteError(code, last.error, self.servers)
         return last
 
 
 # --------------------------------------------------------------------------- CLI helper
+def remote_model(client: Client, model: str | None, timeout: float | None = 30.0) -> tuple[str, str]:
+    """Ask the server which model and output space to use: ``(model, default output space)``.
+    ``model`` None means the server's default. Raises RemoteError when the server cannot be
+    reached, refuses the token, or cannot run the model (before any frame is decoded)."""
+    reply = client._call(client.stub.ListModels, pb.ListModelsRequest(), timeout)
+    name = model or clean_text(reply.default_model, 200)
+    known = {m.name: m for m in reply.models}
+    info = known.get(name)
+    if info is None:
+        runnable = ", ".join(sorted(m.name for m in reply.models if m.runnable))
+        raise RemoteError(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}; it runs {runnable or 'none'}",
+                          client.servers)
+    if not info.runnable:
+        why = ("it merges exposure brackets (hdr-merge)" if info.kind == "fusion" else
+               "no trained weights there" if info.needs_weights and not info.has_weights else "not runnable there")
+        raise RemoteError(grpc.StatusCode.FAILED_PRECONDITION, f"model {name!r} cannot run: {why}", client.servers)
+    return name, reply.default_output_space
+
+
 def convert_remote(source, output, servers: str, *, model: str | None = None, input_space: str | None = None,
                    output_space: str | None = None, start: int | None = None, end: int | None = None, every: int = 1,
                    resume: bool = False, overwrite: bool = False, half: bool = True, compression: str = "zip",
@@ -452,12 +507,17 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
                    server_name: str | None = None, streams: int | None = None, window: int = 4,
                    progress: Callable[[int, int | None, float], None] | None = None,
                    reader_options: dict | None = None, ocio_config: str | None = None, wire_dtype: str = "float",
-                   timeout: float | None = None):
+                   timeout: float | None = None, retries: int = 4, connect_timeout: float | None = 30.0):
     """``hdr-video --server``: decode here, reconstruct on the server(s), write EXRs here.
 
-    Frames are decoded locally (``open_source``), sent as planar float (``wire_dtype``) through
-    one stream per server address (or ``streams``), and written with ``write_exr`` (atomic) under
-    the same names, attributes and resume rules as a local run. Returns a ``RunReport``.
+    The server is asked first (``ListModels``, within ``connect_timeout``) whether it can run
+    ``model`` (None: its default model; ``output_space`` None: its default space), so an
+    unreachable server, a refused token or an unknown model fail before anything is read or
+    written. Frames are then decoded locally (``open_source``), sent as planar float
+    (``wire_dtype``) through one stream per server address (or ``streams``), and written with
+    ``write_exr`` (hidden temporary, then rename) under the same names, attributes and
+    resume rules as a local run. Returns a ``RunReport`` with ``.model`` and ``.servers`` added.
+    Errors: ``RemoteError`` (the server's status), ``InputError``/``OutputError`` as locally.
     """
     import pathlib
     from concurrent.futures import ThreadPoolExecutor
@@ -467,155 +527,183 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
     from hdrlift.engine.errors import InputError, OutputError
     from hdrlift.engine.io import exr
     from hdrlift.engine.io.images import open_source
-    from hdrlift.engine.pipeline import (RunReport, output_path, remove_stale_temporaries, sequence_pattern)
+    from hdrlift.engine.pipeline import (EXR_COMPRESSIONS, Pipeline, RunReport, output_path,
+                                         remove_stale_temporaries, sequence_pattern)
 
     if every < 1:
         raise InputError(f"--every must be >= 1, got {every}")
     if start is not None and end is not None and end < start:
         raise InputError(f"frame range {start}-{end} is empty")
+    if compression not in EXR_COMPRESSIONS:
+        raise OutputError(f"unknown EXR compression {compression!r}; choose one of {', '.join(EXR_COMPRESSIONS)}")
+    if single and not os.fspath(output).lower().endswith(".exr"):
+        raise OutputError(f"output must be an .exr file, got {os.fspath(output)!r}")
     n_addr = len([a for a in servers.split(",") if a.strip()])
     client = Client(servers, token=token, tls=tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
-                    server_name=server_name)
+                    server_name=server_name, retries=retries)
     cm = ColourManager(ocio_config)
     t0 = time.perf_counter()
     written, skipped = [], []
     timings = {"decode": 0.0, "model": 0.0, "encode": 0.0}
-    with client, open_source(source, **(reader_options or {})) as reader:
-        tags = getattr(reader, "tags", None)
-        if input_space:
-            in_space = input_space
-        elif tags is not None:
-            in_space = colorspace_from_tags(tags, cm)
-        else:
-            in_space = cm.resolve("srgb")
-        if single:
-            target = os.fspath(output)
-            if not target.lower().endswith(".exr"):
-                raise OutputError(f"output must be an .exr file, got {target!r}")
-            def path_for(n):
-                return pathlib.Path(target)
-        else:
-            pattern = sequence_pattern(source, output)
-            def path_for(n):
-                return output_path(pattern, n)
-        out_dir = path_for(0).parent
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
-        remove_stale_temporaries(out_dir)
-        n = getattr(reader, "frame_count", None)
-        first = getattr(reader, "first_number", 1)
-        total = None
-        if n:
-            lo = max(start or first, first)
-            hi = min(end if end is not None else first + n - 1, first + n - 1)
-            total = max(0, (hi - lo) // every + 1) if hi >= lo else 0
-        frames_iter = iter(reader.frames(start=start, end=end, every=every))
-        src_lock = threading.Lock()
-        done_lock = threading.Lock()
-        done = [0]
+    stop = threading.Event()  # set on the first error (or Ctrl-C): every stream stops taking frames
+    with client:
+        model, default_space = remote_model(client, model, connect_timeout)
+        output_space = output_space or default_space  # the same space from every server
+        reader = open_source(source, **(reader_options or {}))
+        with reader:
+            tags = getattr(reader, "tags", None)
+            if input_space:
+                in_space = input_space
+            elif tags is not None:
+                in_space = colorspace_from_tags(tags, cm)
+            else:
+                in_space = cm.resolve("srgb")
+            if single:
+                target = pathlib.Path(output)
 
-        def tick(path, was_skipped):
-            with done_lock:
-                (skipped if was_skipped else written).append(path)
-                done[0] += 1
-                if progress:
-                    progress(done[0], total, time.perf_counter() - t0)
+                def path_for(n):
+                    return target
+            else:
+                pattern = sequence_pattern(source, output)
 
-        def shared_frames():
-            while True:
-                with src_lock:
-                    td = time.perf_counter()
-                    try:
-                        frame = next(frames_iter)
-                    except StopIteration:
-                        return
-                    finally:
-                        timings["decode"] += time.perf_counter() - td
-                target = path_for(frame.number)
-                if target.exists():
-                    if resume and exr.is_complete_exr(target):
-                        tick(target, True)
-                        continue
-                    if not (resume or overwrite):
-                        raise OutputError(f"{target} exists; pass --resume to skip finished frames or --overwrite")
-                yield frame.number, frame.rgb
+                def path_for(n):
+                    return output_path(pattern, n)
+            out_dir = path_for(0).parent
+            Pipeline._prepare_dir(out_dir)
+            remove_stale_temporaries(out_dir)
+            total = Pipeline._count(reader, start, end, every)
+            frames_iter = iter(reader.frames(start=start, end=end, every=every))
+            gen_lock = threading.Lock()
+            done_lock = threading.Lock()
+            done = [0]
 
-        base = client.header(model=model, input_space=in_space, output_space=output_space, dtype=wire_dtype,
-                             output_dtype="half" if half else "float", mask=mask_layer,
-                             reply_chunk_bytes=client.chunk_bytes)
-        chroma_cache: dict = {}
+            def tick(path, was_skipped):
+                with done_lock:
+                    (skipped if was_skipped else written).append(path)
+                    done[0] += 1
+                    if progress:
+                        progress(done[0], total, time.perf_counter() - t0)
 
-        def attrs_for(number, header):
-            space = header.output_space
-            attrs = {"oiio:ColorSpace": space, "hdrlift:colorspace": space,
-                     "hdrlift:input_colorspace": header.input_space, "hdrlift:source": str(source),
-                     "hdrlift:source_frame": int(number), "hdrlift:model": header.model,
-                     "hdrlift:model_version": header.model_version, "hdrlift:version": __version__,
-                     "hdrlift:ocio_config": cm.config_name, "hdrlift:server": client.target}
-            if space not in chroma_cache:
-                try:
-                    chroma_cache[space] = tuple(float(c) for c in cm.chromaticities(space))
-                except HdrliftError:
-                    chroma_cache[space] = None
-            if chroma_cache[space] is not None:
-                attrs["chromaticities"] = chroma_cache[space]
-            return attrs
-
-        errors: list[BaseException] = []
-        out_space = [output_space or ""]
-        gen = shared_frames()
-        gen_lock = threading.Lock()
-
-        def locked_frames():
-            while True:
+            def next_frame():
+                """The next frame to send, or None at the end (shared by every stream)."""
                 with gen_lock:
-                    try:
-                        item = next(gen)
-                    except StopIteration:
+                    while not stop.is_set():
+                        td = time.perf_counter()
+                        try:
+                            frame = next(frames_iter)
+                        except StopIteration:
+                            return None
+                        finally:
+                            timings["decode"] += time.perf_counter() - td
+                        target = path_for(frame.number)
+                        if target.exists():
+                            if resume and exr.is_complete_exr(target):
+                                tick(target, True)
+                                continue
+                            if not (resume or overwrite):
+                                raise OutputError(f"{target} exists; pass --resume to skip finished frames "
+                                                  "or --overwrite")
+                        try:
+                            rgb = Pipeline._check_frame(frame.rgb)
+                        except InputError as exc:
+                            raise InputError(f"{source} frame {frame.number}: {exc}") from None
+                        return frame.number, rgb
+                    return None
+
+            def frames_for_stream():
+                while True:
+                    item = next_frame()
+                    if item is None:
                         return
-                yield item
+                    yield item
 
-        def worker(pool):
-            futs = []
-            try:
-                for number, res in client._stream(locked_frames(), base, window=window, timeout=timeout):
-                    out_space[0] = res.header.output_space
-                    target = path_for(number)
-                    layers = {"mask": res.mask} if mask_layer and res.mask is not None else None
+            base = client.header(model=model, input_space=in_space, output_space=output_space, dtype=wire_dtype,
+                                 output_dtype="half" if half else "float", mask=mask_layer,
+                                 reply_chunk_bytes=client.chunk_bytes)
+            chroma_cache: dict = {}
 
-                    def write(target=target, res=res, layers=layers, number=number):
-                        te = time.perf_counter()
-                        exr.write_exr(target, res.hdr, half=half, compression=compression,
-                                      attributes=attrs_for(number, res.header), layers=layers)
-                        timings["encode"] += time.perf_counter() - te
-                        tick(target, False)
-                    futs.append(pool.submit(write))
-                    while len(futs) > 2 * window:
-                        futs.pop(0).result()
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
-            finally:
-                for f in futs:
+            def attrs_for(number, header):
+                space = clean_text(header.output_space, 200)
+                attrs = {"oiio:ColorSpace": space, "hdrlift:colorspace": space,
+                         "hdrlift:input_colorspace": clean_text(header.input_space, 200),
+                         "hdrlift:source": str(source), "hdrlift:source_frame": int(number),
+                         "hdrlift:model": clean_text(header.model, 200),
+                         "hdrlift:model_version": clean_text(header.model_version, 200),
+                         "hdrlift:version": __version__, "hdrlift:ocio_config": cm.config_name,
+                         "hdrlift:server": client.servers}
+                if space not in chroma_cache:
                     try:
-                        f.result()
-                    except BaseException as exc:  # noqa: BLE001
-                        errors.append(exc)
+                        chroma_cache[space] = tuple(float(c) for c in cm.chromaticities(space))
+                    except HdrliftError:
+                        chroma_cache[space] = None
+                if chroma_cache[space] is not None:
+                    attrs["chromaticities"] = chroma_cache[space]
+                return attrs
 
-        n_streams = max(1, streams or n_addr)
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="exr") as pool:
-            threads = [threading.Thread(target=worker, args=(pool,), name=f"stream-{i}", daemon=True)
-                       for i in range(n_streams)]
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-        if errors:
-            raise errors[0]
+            errors: list[BaseException] = []
+            out_space = [output_space]
+
+            def worker(pool):
+                futs = []
+                try:
+                    for number, res in client._stream(frames_for_stream(), base, window=window, timeout=timeout):
+                        out_space[0] = clean_text(res.header.output_space, 200)
+                        target = path_for(number)
+                        layers = {"mask": res.mask} if mask_layer and res.mask is not None else None
+
+                        def write(target=target, res=res, layers=layers, number=number):
+                            te = time.perf_counter()
+                            hdr = res.hdr
+                            if half and not np.isfinite(hdr).all():
+                                # a half reply holds +-inf where a value overflowed half (|x| >= 65520);
+                                # a local run writes the same inf (OpenImageIO rounds float -> half
+                                # the same way), so give write_exr the smallest float rounding to it
+                                big = np.float32(65520.0)
+                                hdr = np.where(np.isposinf(hdr), big, np.where(np.isneginf(hdr), -big, hdr))
+                            exr.write_exr(target, hdr, half=half, compression=compression,
+                                          attributes=attrs_for(number, res.header), layers=layers)
+                            timings["encode"] += time.perf_counter() - te
+                            tick(target, False)
+                        futs.append(pool.submit(write))
+                        while len(futs) > 2 * window:
+                            futs.pop(0).result()
+                        if stop.is_set():
+                            break
+                except BaseException as exc:  # noqa: BLE001 - raised by the caller
+                    errors.append(exc)
+                    stop.set()
+                finally:
+                    for f in futs:  # frames already received are written whole (atomic rename)
+                        try:
+                            f.result()
+                        except BaseException as exc:  # noqa: BLE001
+                            errors.append(exc)
+                            stop.set()
+
+            n_streams = max(1, streams or n_addr)
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="exr") as pool:
+                threads = [threading.Thread(target=worker, args=(pool,), name=f"stream-{i}", daemon=True)
+                           for i in range(n_streams)]
+                for th in threads:
+                    th.start()
+                try:
+                    for th in threads:
+                        while th.is_alive():
+                            th.join(0.5)
+                except BaseException:  # Ctrl-C: stop sending, let the frames received be written
+                    stop.set()
+                    client.close()
+                    for th in threads:
+                        th.join(10)
+                    raise
+            if errors:
+                raise errors[0]
     if done[0] == 0:
         raise InputError(f"no frames to convert in {source} for the requested range")
     timings["model"] = max(0.0, time.perf_counter() - t0 - timings["decode"] - timings["encode"])
-    return RunReport(written=sorted(written), skipped=sorted(skipped), frames=done[0],
-                     seconds=time.perf_counter() - t0, input_space=in_space,
-                     output_space=out_space[0], timings=timings)
+    report = RunReport(written=sorted(written), skipped=sorted(skipped), frames=done[0],
+                       seconds=time.perf_counter() - t0, input_space=in_space, output_space=out_space[0],
+                       timings=timings)
+    report.model = model
+    report.servers = client.servers
+    return report

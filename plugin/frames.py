@@ -72,7 +72,8 @@ def encode_planar(image: np.ndarray, code: int = pb.DTYPE_FLOAT) -> bytes:
     dt = _NUMPY.get(int(code))
     if dt is None:
         raise FrameFormatError(f"planar payloads are half or float, not {dtype_name(code)}")
-    return np.ascontiguousarray(a.transpose(2, 0, 1), dtype=dt).tobytes()
+    with np.errstate(over="ignore"):  # above half's range is inf, as in a half EXR: not worth a warning
+        return np.ascontiguousarray(a.transpose(2, 0, 1), dtype=dt).tobytes()
 
 
 def decode_planar(data: bytes | bytearray | memoryview, width: int, height: int, channels: int,

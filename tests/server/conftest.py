@@ -7,7 +7,8 @@ import shutil
 import subprocess
 
 import pytest
-from server_helpers import HdrliftServer, start_server
+from server_helpers import HdrliftServer, release_holds, start_server
+
 
 @pytest.fixture
 def make_server():
@@ -21,7 +22,8 @@ def make_server():
 
     yield make
     for s in started:
-        s.shutdown(grace=2.0)
+        release_holds(s)  # a failed test may leave a device held
+        s.shutdown(grace=5.0)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +36,7 @@ def server(job_root):
     """A shared server (landis default, inverse-crf preloaded) with one --root for jobs."""
     s = start_server(roots=(str(job_root),))
     yield s
+    release_holds(s)
     s.shutdown(grace=5.0)
 
 

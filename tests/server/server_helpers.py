@@ -78,7 +78,9 @@ def occupy(address: str, n: int, model: str = "landis", h: int = 1080, w: int = 
     return t
 
 
-def wait_for(cond, timeout: float = 20.0, step: float = 0.01) -> bool:
+def wait_for(cond, timeout: float = 60.0, step: float = 0.02) -> bool:
+    """Poll ``cond`` until it holds (True) or ``timeout`` seconds pass (False). The default is
+    generous: a loaded 2-core CI machine can stall a thread for seconds."""
     import time
 
     end = time.monotonic() + timeout
@@ -86,4 +88,45 @@ def wait_for(cond, timeout: float = 20.0, step: float = 0.01) -> bool:
         if cond():
             return True
         time.sleep(step)
-    return False
+    return bool(cond())
+
+
+class DeviceHold:
+    """Holds a server's device: the batcher thread blocks before its next device call until
+    :meth:`release`. Makes "the device is busy" deterministic, whatever the machine's speed:
+    ``entered`` is set once a batch is waiting at the gate (frames behind it stay queued).
+    ``allow``: device calls that still run before the gate closes."""
+
+    def __init__(self, server: HdrliftServer, allow: int = 0):
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.batches = 0
+        self._batcher = server.batcher
+        original = type(self._batcher)._run.__get__(self._batcher)
+
+        def held_run(batch):
+            self.batches += 1
+            if self.batches > allow:
+                self.entered.set()
+                self.gate.wait()
+            original(batch)
+
+        self._batcher._run = held_run
+        holds = getattr(server, "_test_holds", [])
+        holds.append(self)
+        server._test_holds = holds
+
+    def release(self) -> None:
+        self._batcher.__dict__.pop("_run", None)  # later batches run directly
+        self.gate.set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def release_holds(server: HdrliftServer) -> None:
+    for h in getattr(server, "_test_holds", []):
+        h.release()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import grpc
 import numpy as np
 import pytest
-from server_helpers import frame, occupy, reference, wait_for
+from server_helpers import DeviceHold, frame, occupy, reference, wait_for
 
 from hdrlift.plugin import Client, RemoteError
 from hdrlift.plugin import frames as fr
@@ -23,82 +22,106 @@ def _busy(server) -> bool:
     return server.batcher.depth() > 0 or not server.batcher.idle()
 
 
+# The device is held (DeviceHold) instead of being kept busy by frames that are hopefully slow
+# enough: every wait below is on a condition, with a generous timeout, never on the clock.
+
+
 def test_deadline_expiry_drops_the_frame(make_server):
     s = make_server(max_batch=1, preload=("landis", "akyuz"))
     addr = f"127.0.0.1:{s.port}"
-    occupy(addr, 3, h=2160, w=3840)  # about a second of device time per frame
-    assert wait_for(lambda: _busy(s))
-    with Client(addr, retries=0) as c, pytest.raises(RemoteError) as ei:
-        c.reconstruct(frame(32, 32), model="akyuz", timeout=0.2)
-    assert ei.value.code == SC.DEADLINE_EXCEEDED
-    # the server noticed and answered DEADLINE_EXCEEDED itself; the frame never ran
-    assert wait_for(lambda: s.metrics.count("Reconstruct", "DEADLINE_EXCEEDED") == 1, 30)
-    assert wait_for(lambda: not _busy(s), 30)
-    assert s.metrics.frames.get("akyuz", 0) == 0
+    with DeviceHold(s) as hold:
+        occupy(addr, 1, h=64, w=64)
+        assert hold.entered.wait(60)  # the device is busy with that frame until released
+        with Client(addr, retries=0) as c, pytest.raises(RemoteError) as ei:
+            c.reconstruct(frame(32, 32), model="akyuz", timeout=3)
+        assert ei.value.code == SC.DEADLINE_EXCEEDED
+        # the server noticed and answered DEADLINE_EXCEEDED itself, while the frame was queued
+        assert wait_for(lambda: s.metrics.count("Reconstruct", "DEADLINE_EXCEEDED") == 1)
+    assert wait_for(lambda: s.metrics.frames.get("landis", 0) == 1 and not _busy(s))
+    assert s.metrics.frames.get("akyuz", 0) == 0  # dropped before the device
 
 
 def test_cancellation_stops_work(make_server):
     s = make_server(max_batch=1, preload=("landis", "akyuz", "inverse-crf"))
     addr = f"127.0.0.1:{s.port}"
-    occupy(addr, 3, h=2160, w=3840)  # about a second of device time per frame
-    assert wait_for(lambda: _busy(s))
-    stub = pb_grpc.HdrliftStub(grpc.insecure_channel(addr))
-    x = frame(32, 32)
-    fut = stub.Reconstruct.future(pb.ReconstructRequest(header=pb.FrameHeader(width=32, height=32, model="akyuz"),
-                                                        data=fr.encode_planar(x)))
-    time.sleep(0.1)
-    fut.cancel()
-    assert wait_for(lambda: s.metrics.count("Reconstruct", "CANCELLED") == 1, 30), dict(s.metrics.requests)
-    # a stream cancelled after its first reply: the rest of its frames are not computed
-    with Client(addr) as c:
-        frames_iter = c.reconstruct_frames([frame(64, 64, seed=i) for i in range(40)], model="inverse-crf",
-                                           window=2)
-        next(frames_iter)
-        frames_iter.close()  # cancels the call
-    assert wait_for(lambda: s.metrics.count("ReconstructStream", "CANCELLED") >= 1, 30), dict(s.metrics.requests)
-    assert wait_for(lambda: not _busy(s), 30)
-    time.sleep(0.2)
-    assert s.metrics.frames.get("akyuz", 0) == 0, dict(s.metrics.frames)  # dropped while queued
-    # the first reply, the client's window of 2, and at most one more the server had in hand
-    assert s.metrics.frames.get("inverse-crf", 0) <= 4, dict(s.metrics.frames)
+    ch = grpc.insecure_channel(addr)
+    stub = pb_grpc.HdrliftStub(ch)
+    with DeviceHold(s) as hold:
+        occupy(addr, 1, h=64, w=64)
+        assert hold.entered.wait(60)
+        x = frame(32, 32)
+        fut = stub.Reconstruct.future(pb.ReconstructRequest(
+            header=pb.FrameHeader(width=32, height=32, model="akyuz"), data=fr.encode_planar(x)))
+        assert wait_for(lambda: s.batcher.depth() == 1)  # queued behind the held frame
+        fut.cancel()
+        assert wait_for(lambda: s.metrics.count("Reconstruct", "CANCELLED") == 1), dict(s.metrics.requests)
+        # a stream whose three frames wait for the device; cancelling the call drops them all
+        more = threading.Event()
+
+        def requests():
+            yield pb.StreamRequest(header=pb.FrameHeader(model="inverse-crf"))
+            for fid in (1, 2, 3):
+                data = fr.encode_planar(frame(64, 64, seed=fid))
+                for c in fr.frame_chunks(fid, data, header=pb.FrameHeader(width=64, height=64)):
+                    yield pb.StreamRequest(chunk=c)
+            more.wait(60)  # keep the stream open
+
+        call = stub.ReconstructStream(requests())
+        assert wait_for(lambda: s.batcher.depth() == 4), s.batcher.depth()  # the dead unary + 3
+        call.cancel()
+        more.set()
+        assert wait_for(lambda: s.metrics.count("ReconstructStream", "CANCELLED") == 1), dict(s.metrics.requests)
+        # every queued frame is marked dead at once (the termination callback, no polling)
+        assert wait_for(lambda: all(it.dead() for it in list(s.batcher._pending)))
+    assert wait_for(lambda: s.metrics.frames.get("landis", 0) == 1 and not _busy(s))
+    assert s.metrics.frames.get("akyuz", 0) == 0, dict(s.metrics.frames)
+    assert s.metrics.frames.get("inverse-crf", 0) == 0, dict(s.metrics.frames)
+    assert s.metrics.batches == 1  # only the held frame reached the device
+    ch.close()
 
 
 def test_full_queue_answers_resource_exhausted(make_server):
     s = make_server(max_batch=1, queue_size=2, preload=("landis",))
     addr = f"127.0.0.1:{s.port}"
-    big = frame(1080, 1920)
+    x = frame(32, 32)
     codes: list = []
     lock = threading.Lock()
 
     def hit():
         try:
             with Client(addr, retries=0) as c:
-                c.reconstruct(big, timeout=60)
+                r = c.reconstruct(x, timeout=120)
+            assert np.array_equal(r.hdr, reference("landis").process(x).hdr)
             code = SC.OK
         except RemoteError as exc:
             code = exc.code
         with lock:
             codes.append(code)
 
-    threads = [threading.Thread(target=hit) for _ in range(8)]
+    with DeviceHold(s) as hold:
+        occupy(addr, 1, h=64, w=64)
+        assert hold.entered.wait(60)
+        threads = [threading.Thread(target=hit) for _ in range(8)]
+        for t in threads:
+            t.start()
+        # two fit the queue behind the held frame; the other six are refused at once
+        assert wait_for(lambda: len(codes) >= 6), codes
+        assert codes == [SC.RESOURCE_EXHAUSTED] * 6 and s.batcher.depth() == 2
+        with Client(addr) as c:
+            assert c.health() == "SERVING"
     for t in threads:
-        t.start()
-    for t in threads:
-        t.join(90)
-    assert len(codes) == 8
-    assert SC.RESOURCE_EXHAUSTED in codes and SC.OK in codes
-    assert set(codes) <= {SC.OK, SC.RESOURCE_EXHAUSTED}
-    assert s.health.__class__  # still alive
-    with Client(addr) as c:
-        assert c.health() == "SERVING"
+        t.join(120)
+    assert sorted(c.name for c in codes) == ["OK"] * 2 + ["RESOURCE_EXHAUSTED"] * 6
+    assert s.metrics.count("Reconstruct", "RESOURCE_EXHAUSTED") == 6
 
 
 def test_shutdown_while_busy_loses_no_finished_frame(make_server):
-    s = make_server(preload=("landis",))
+    s = make_server(preload=("landis",), max_batch=1)
     addr = f"127.0.0.1:{s.port}"
-    inputs = [frame(270, 480, seed=i) for i in range(60)]
+    inputs = [frame(72, 96, seed=i) for i in range(40)]
     got: list = []
     err: list = []
+    hold = DeviceHold(s, allow=3)  # three device calls, then the device stops until released
 
     def stream():
         try:
@@ -110,18 +133,23 @@ def test_shutdown_while_busy_loses_no_finished_frame(make_server):
 
     t = threading.Thread(target=stream)
     t.start()
-    assert wait_for(lambda: len(got) >= 3, 30)
-    s.shutdown(grace=20)
-    t.join(30)
+    assert hold.entered.wait(60)  # frames are accepted and waiting: now shut down
+    stopper = threading.Thread(target=s.shutdown, kwargs={"grace": 60})
+    stopper.start()
+    assert wait_for(lambda: s.draining)
+    hold.release()
+    stopper.join(90)
+    t.join(90)
+    assert not stopper.is_alive() and not t.is_alive()
     assert err and err[0].code == SC.UNAVAILABLE, err
-    assert 3 <= len(got) < len(inputs)
+    assert 4 <= len(got) < len(inputs)
     # every frame the server finished reached the client, each equal to the in-process result
     assert s.metrics.total_frames() == len(got)
     ref = reference("landis")
     for x, r in zip(inputs, got):
         assert np.array_equal(r.hdr, ref.process(x).hdr)
     with Client(addr, retries=0) as c, pytest.raises(RemoteError) as ei:
-        c.reconstruct(frame(8, 8), timeout=5)
+        c.reconstruct(frame(8, 8), timeout=10)
     assert ei.value.code == SC.UNAVAILABLE
 
 
@@ -238,7 +266,37 @@ def _job_cases(root):
         (pb.JobSpec(source="x.png", output="out/", output_space="nope"), {SC.NOT_FOUND}),
         (pb.JobSpec(source="x" * 5000, output="out/"), {I}),
     ]
+    # symbolic links inside the root that point out of it: a still, one file of a sequence, an
+    # output file (dangling: the server must not create it)
+    parent = os.path.dirname(os.path.realpath(root))
+    outside = os.path.join(parent, "outside.png")
+    if not os.path.exists(outside):
+        _png(outside)
+    seq = os.path.join(root, "seqlink")
+    os.makedirs(seq, exist_ok=True)
+    if not os.path.exists(os.path.join(seq, "plate.0001.png")):
+        _png(os.path.join(seq, "plate.0001.png"))
+    for link, target in ((os.path.join(root, "escape", "file.png"), outside),
+                         (os.path.join(seq, "plate.0002.png"), outside),
+                         (os.path.join(root, "escape", "out.exr"), os.path.join(parent, "stolen.exr"))):
+        if not os.path.islink(link):
+            os.symlink(target, link)
+    cases += [
+        (pb.JobSpec(source="escape/file.png", output="out/still.exr", single=True), {P}),
+        (pb.JobSpec(source="escape/file.png", output="out/"), {P}),
+        (pb.JobSpec(source="seqlink/plate.####.png", output="out/"), {P}),
+        (pb.JobSpec(source="seqlink/plate.%04d.png", output="out/"), {P}),
+        (pb.JobSpec(source=os.path.join(seq, "plate.####.png"), output="out/"), {P}),
+        (pb.JobSpec(source="seqlink/plate.0001.png", output="escape/out.exr", single=True), {P}),
+    ]
     return cases
+
+
+def _png(path: str) -> None:
+    import OpenImageIO as oiio
+
+    buf = oiio.ImageBuf(np.ascontiguousarray((frame(8, 8) * 255 + 0.5).astype(np.uint8)))
+    assert buf.write(path), buf.geterror()
 
 
 def test_200_hostile_requests_get_proper_codes_and_health_stays_serving(server, address, job_root):
@@ -295,6 +353,8 @@ def test_200_hostile_requests_get_proper_codes_and_health_stays_serving(server, 
     assert {SC.INVALID_ARGUMENT, SC.NOT_FOUND, SC.OUT_OF_RANGE, SC.PERMISSION_DENIED,
             SC.FAILED_PRECONDITION} <= codes
     assert SC.INTERNAL not in codes and SC.UNKNOWN not in codes
+    # nothing was written through a link out of the root
+    assert not os.path.lexists(os.path.join(os.path.dirname(os.path.realpath(str(job_root))), "stolen.exr"))
     # and it still does real work
     with Client(address) as c:
         x = frame(16, 24)
@@ -319,7 +379,7 @@ def test_hdrlift_serve_process_drains_and_exits_on_sigterm(tmp_path):
         with Client(addr) as c:
             assert np.array_equal(c.reconstruct(x).hdr, reference("inverse-crf").process(x).hdr)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert proc.wait(120) == 0
         lines = [json.loads(ln) for ln in proc.stderr.read().splitlines() if ln.startswith("{")]
         assert [r.get("method") for r in lines if "method" in r] == ["Reconstruct"]
         assert lines[-1]["event"] == "stopped" and lines[-1]["frames"] == 1
