@@ -7,6 +7,9 @@ Writes ``engine/models/weights/<model>.safetensors`` (the run's ``best.safetenso
 and ``engine/models/weights/<model>.md``: data, recipe per stage (config, iterations, wall
 time), hardware, and the validation table from ``hdrlift-eval --json`` next to the classical
 operators. The card is regenerated, never edited by hand, so it cannot drift from the run.
+
+A run made by ``training/gpu_session.sh`` holds ``env.json`` (the GPU, torch, the data pack): the
+card then names that hardware and the packed data instead of this project's CPU machine.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ def _stage_summary(run: pathlib.Path) -> dict:
         elapsed = max(elapsed, float(rec.get("elapsed_s", 0.0)))
         if "val" in rec:
             val = rec["val"]
+    if (run / "done.json").is_file():  # a finished stage: its last step may fall between log lines
+        steps = max(steps, int(json.loads((run / "done.json").read_text()).get("step", 0)))
     best_step = None
     if (run / "best.safetensors").is_file():
         from safetensors import safe_open
@@ -42,6 +47,34 @@ def _stage_summary(run: pathlib.Path) -> dict:
             best_step = (fh.metadata() or {}).get("step")
     return {"run": str(run), "config": cfg, "steps": steps, "minutes": elapsed / 60.0, "last_val": val,
             "best_step": best_step}
+
+
+def _env(runs: list[pathlib.Path]) -> dict | None:
+    """``env.json`` of the last run that has one (written by ``training/gpu_session.py``)."""
+    for run in reversed(runs):
+        for folder in (run, run.parent):
+            f = folder / "env.json"
+            if f.is_file():
+                return json.loads(f.read_text())
+    return None
+
+
+def _hardware_lines(env: dict | None) -> list[str]:
+    if env is None:
+        return ["* **Hardware**: this project's CPU machine, 2 cores, no GPU (no GPU was lent to the session that",
+                f"  trained them), torch {torch.__version__}, {platform.machine()}."]
+    gpu = env.get("gpu") or "no GPU"
+    return [f"* **Hardware**: a GPU machine lent to the session ({gpu}, {env.get('cpu_count', '?')} CPU cores),",
+            f"  torch {env.get('torch', '?')}, {env.get('machine', '?')}; `training/gpu_session.sh`."]
+
+
+def _data_lines(env: dict | None, cfg: dict) -> list[str]:
+    pack = (env or {}).get("pack") or {}
+    if str(cfg.get("data") or "").endswith(".npz"):
+        size = pack.get("size", "?")
+        return ["* **Data**: the 40 `train` panoramas of `../shared/data/hdri` (CC0, Poly Haven, 1024x512),",
+                f"  downsized to {size} px wide (area average, float16) by `training/pack_data.py`,"]
+    return ["* **Data**: the 40 `train` panoramas of `../shared/data/hdri` (CC0, Poly Haven, 1024x512),"]
 
 
 def _table(ev: dict, metrics=("psnr_mu", "pu21_psnr", "psnr_l", "clipped_stops")) -> str:
@@ -57,6 +90,7 @@ def _table(ev: dict, metrics=("psnr_mu", "pu21_psnr", "psnr_l", "clipped_stops")
 def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: str | None,
                weights: pathlib.Path) -> str:
     stages = [_stage_summary(r) for r in runs]
+    env = _env(runs)
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     lines = [
         f"# Model card: `{model}`",
@@ -66,9 +100,8 @@ def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: 
         "",
         "## How they were made",
         "",
-        "* **Hardware**: this project's CPU machine, 2 cores, no GPU (no GPU was lent to the session that",
-        f"  trained them), torch {torch.__version__}, {platform.machine()}.",
-        "* **Data**: the 40 `train` panoramas of `../shared/data/hdri` (CC0, Poly Haven, 1024x512),",
+        *_hardware_lines(env),
+        *_data_lines(env, stages[-1]["config"]),
         "  random perspective views (yaw, pitch -20..35 degrees, 50-90 degree field of view), flips,",
         "  rotations, channel swaps, median-luminance normalisation; LDR input from `training/camera.py`:",
         "  exposure so that 1-12 % of pixels clip, sRGB curve, 8-bit quantisation.",
@@ -95,7 +128,10 @@ def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: 
               "* Input: SDR code values (sRGB/BT.1886 after OCIO), 8-10 bit, clipped highlights.",
               "* Well-exposed pixels are returned exactly as the inverse sRGB curve (HDR-CNN Eq. 16, alpha = 0);",
               "  only pixels above code value 0.95 are changed.",
-              "* Trained on 40 panoramas for well under an hour on a CPU: expansions are conservative (it",
+              ("* Trained on 40 panoramas for well under an hour on a CPU: expansions are conservative (it"
+               if env is None else
+               f"* Trained on 40 panoramas for {sum(st['minutes'] for st in stages):.0f} minutes on one GPU: "
+               "expansions are conservative (it"),
               "  recovers part of the energy of lamps, windows and skies, not the full peak of the sun).",
               ""]
     return "\n".join(lines)

@@ -4,10 +4,16 @@
   has a ``MANIFEST.csv`` with a ``split`` column (as ``../shared/data/hdri`` does: 40 ``train``,
   6 ``val``), only those of the requested split. Images load through OpenImageIO as linear
   float32 RGB; non-finite values are zeroed, negatives clamped.
+* :class:`HdrPack` reads the same images from one ``.npz`` written by
+  :mod:`hdrlift.training.pack_data` (downsized, float16, names and split kept) with numpy alone:
+  no OpenImageIO, so a copy of the repository can train where only torch and numpy exist (the
+  lent GPU machine, docs/training.md). :func:`open_hdr` picks the one for a path.
 * :func:`perspective_crop` renders a pinhole view (yaw, pitch, horizontal field of view) from
   an equirectangular panorama with bilinear sampling (the shared data's recipe: random yaw,
   pitch, 50-90 degree field of view).
 * :func:`augment`: flips, 90 degree rotations, channel permutations.
+* :class:`ParallelPatches`: the batches of a :class:`PatchDataset` drawn by worker processes,
+  batch ``i`` from a generator seeded with ``(seed, i)`` (the same stream for any worker count).
 * :class:`PatchDataset`: an endless stream of ``(ldr, hdr)`` training patches: a random
   view, median-luminance normalisation (Moriwaki §4), then the camera simulation of
   :mod:`hdrlift.training.camera`. Options from Santos et al. 2020 (seed 003,
@@ -19,6 +25,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import pathlib
@@ -88,6 +95,57 @@ class HdrFolder:
 
     def names(self) -> list[str]:
         return [p.name for p in self.files]
+
+
+class HdrPack:
+    """The images of a pack written by :mod:`hdrlift.training.pack_data`, optionally one split.
+
+    The interface of :class:`HdrFolder` (``len``, indexing, :meth:`names`; like a folder without
+    ``MANIFEST.csv``, a pack without splits gives every image for every split); images come back as
+    float32 linear RGB (the stored float16 times the image's power-of-two ``scale``). Only numpy
+    reads the file (``allow_pickle=False``). Every image of the split is decoded at once, so
+    worker processes forked later share them.
+    """
+
+    def __init__(self, path: str | os.PathLike, split: str | None = None):
+        self.root = pathlib.Path(path)
+        if not self.root.is_file():
+            raise FileNotFoundError(f"HDR pack {self.root} does not exist (make it with python -m "
+                                    f"hdrlift.training.pack_data)")
+        try:
+            with np.load(self.root, allow_pickle=False) as z:
+                names = [str(n) for n in z["names"]]
+                splits = [str(v) for v in z["split"]]
+                scales = np.asarray(z["scale"], np.float32)
+                self.meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+                # a pack of a folder without MANIFEST.csv has no splits: every image for every split
+                keep = [i for i in range(len(names)) if split is None or not any(splits) or splits[i] == split]
+                self._images = [np.ascontiguousarray(z[f"img_{i:05d}"].astype(np.float32) * scales[i])
+                                for i in keep]
+        except (KeyError, ValueError, OSError) as exc:
+            raise OSError(f"cannot read HDR pack {self.root}: {exc}") from None
+        self._names = [names[i] for i in keep]
+        self.splits = [splits[i] for i in keep]
+        if not self._images:
+            raise FileNotFoundError(f"no HDR images for split {split!r} in {self.root}")
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self._images[i]
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+
+def open_hdr(root: str | os.PathLike | None = None, split: str | None = None) -> "HdrFolder | HdrPack":
+    """:class:`HdrPack` for a ``.npz`` file, else :class:`HdrFolder` (``None``: the default root,
+    ``$HDRLIFT_DATA`` or ``../shared/data/hdri``, which may itself be a pack)."""
+    path = pathlib.Path(root) if root is not None else default_data_root()
+    if path.suffix.lower() == ".npz":
+        return HdrPack(path, split)
+    return HdrFolder(path, split)
 
 
 def is_panorama(img: np.ndarray) -> bool:
@@ -244,6 +302,62 @@ class PatchDataset:
             yield self.sample()
 
 
+class _SeededBatches:
+    """Map-style view of a :class:`PatchDataset`: item ``i`` is the batch drawn with the generator
+    ``np.random.default_rng([seed, i])`` (so it does not depend on which process draws it)."""
+
+    def __init__(self, dataset: "PatchDataset", batch: int, seed: int):
+        self.dataset, self.batch, self.seed = dataset, int(batch), int(seed)
+
+    def __getitem__(self, i: int):
+        import torch
+
+        self.dataset.rng = np.random.default_rng([self.seed, int(i)])
+        ldr, hdr = self.dataset.batch(self.batch)
+        return torch.from_numpy(ldr), torch.from_numpy(hdr)
+
+
+def _worker_init(_worker_id: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # the patches are numpy work; one thread per worker process
+
+
+class ParallelPatches:
+    """Batches ``start, start + 1, ...`` of a :class:`PatchDataset` as ``(ldr, hdr)`` CPU tensors,
+    drawn by ``workers`` processes (a torch ``DataLoader``; 0 = in this process).
+
+    Batch ``i`` is drawn with ``np.random.default_rng([seed, i])``: the stream is the same for any
+    number of workers, and a run resumed at step ``s`` continues it exactly with ``start=s``. (The
+    sequential ``PatchDataset.batch`` stream of ``"workers": 0`` in the trainer is another one.)
+    """
+
+    def __init__(self, dataset: "PatchDataset", batch: int, workers: int, seed: int, start: int = 0,
+                 pin_memory: bool = False, prefetch: int = 4):
+        import itertools
+
+        import torch
+
+        self._loader = torch.utils.data.DataLoader(
+            _SeededBatches(dataset, batch, seed), batch_size=None, sampler=itertools.count(int(start)),
+            num_workers=int(workers), pin_memory=pin_memory, worker_init_fn=_worker_init if workers else None,
+            prefetch_factor=int(prefetch) if workers else None, persistent_workers=False)
+        self._it = iter(self._loader)
+
+    def __iter__(self) -> "ParallelPatches":
+        return self
+
+    def __next__(self):
+        return next(self._it)
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        it, self._it = self._it, None
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
 def validation_set(folder: HdrFolder, clip_fractions=(0.03, 0.10), views: int = 4, size: int = 256,
                    seed: int = 1234) -> list[dict]:
     """A fixed, deterministic evaluation set: ``views`` perspective views per image, each
@@ -260,5 +374,6 @@ def validation_set(folder: HdrFolder, clip_fractions=(0.03, 0.10), views: int = 
     return items
 
 
-__all__ = ["HdrFolder", "PatchDataset", "perspective_crop", "random_view", "augment", "read_hdr",
+__all__ = ["HdrFolder", "HdrPack", "open_hdr", "ParallelPatches", "PatchDataset", "perspective_crop",
+           "random_view", "augment", "read_hdr",
            "normalise_median", "validation_set", "default_data_root"]

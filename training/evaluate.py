@@ -5,7 +5,7 @@
 
 Protocol (one fixed, seeded set for every model, so rows are comparable):
 
-1. every HDR image of the folder (``../shared/data/hdri``'s ``val`` split by default) gives
+1. every HDR image of the folder or pack (``../shared/data/hdri``'s ``val`` split by default) gives
    ``--views`` perspective views (``--size`` pixels square; a non-panorama is cropped) normalised
    to median luminance 0.18;
 2. each view is photographed by ``training/camera.py``'s sRGB camera (8 bits, no noise) at an
@@ -64,10 +64,10 @@ def _jod(metric, pred: np.ndarray, ref: np.ndarray) -> float:
 
 def build_items(folder: str | None, split: str | None, views: int, size: int, clips: tuple[float, ...],
                 seed: int) -> list[dict]:
-    from hdrlift.training.data import HdrFolder, validation_set
+    from hdrlift.training.data import open_hdr, validation_set
 
     try:
-        hf = HdrFolder(folder, split=split)
+        hf = open_hdr(folder, split=split)
     except FileNotFoundError as exc:
         raise InputError(str(exc)) from None
     except OSError as exc:
@@ -153,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score registered models on HDR images: synthesised LDR inputs at fixed clipped fractions, "
                     "scale aligned on well-exposed pixels, PSNR-mu / PSNR-L / PU21-PSNR / clipped-region error "
                     "in stops / Reinhard and exposure-stack PSNR+SSIM.")
-    ap.add_argument("folder", nargs="?", help="folder of HDR images (.exr/.hdr); default ../shared/data/hdri "
+    ap.add_argument("folder", nargs="?", help="folder of HDR images (.exr/.hdr) or a pack (.npz, "
+                                              "training/pack_data.py); default ../shared/data/hdri "
                                               "(or $HDRLIFT_DATA)")
     ap.add_argument("--models", required=True, help="comma-separated registered model names")
     ap.add_argument("--weights", action="append", default=[], metavar="MODEL=FILE",

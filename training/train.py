@@ -65,7 +65,7 @@ CURVES = ("srgb", "gamma", "random")
 @dataclasses.dataclass
 class TrainConfig:
     model: str = "hdrcnn-lite"
-    data: str | None = None  # HDR folder; None = ../shared/data/hdri (or $HDRLIFT_DATA)
+    data: str | None = None  # HDR folder or pack (.npz); None = ../shared/data/hdri (or $HDRLIFT_DATA)
     train_split: str | None = "train"
     val_split: str | None = "val"
     patch: int = 128
@@ -90,7 +90,12 @@ class TrainConfig:
     val_size: int = 192
     checkpoint_every: int = 250
     time_limit_min: float = 0.0  # stop (with a checkpoint) after this many minutes; 0 = none
+    # lower "iterations" once the step rate is measured so the cosine schedule ends inside time_limit_min
+    fit_time: bool = False
+    val_count: int = 0  # with fit_time: about this many validations over the fitted run (0 = val_every)
+    workers: int = 0  # processes drawing training batches (0 = in the training process)
     amp: bool = True  # CUDA only
+    amp_dtype: str = "float16"  # "float16" (with a gradient scaler) or "bfloat16" (float32's range, no scaler)
     init_from: str | None = None  # safetensors weights to start from (fine-tuning)
     select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics)
     # Moriwaki et al. 2018 (seed 000, §4): alternate discriminator and generator updates
@@ -150,6 +155,13 @@ class TrainConfig:
                              f"got {list(self.mask_coverage)}")
         if self.iterations < 0 or self.batch < 1 or self.patch < 8:
             raise InputError(f"{where}: iterations >= 0, batch >= 1 and patch >= 8 are required")
+        if self.workers < 0 or self.val_count < 0 or self.val_every < 1 or self.checkpoint_every < 1:
+            raise InputError(f"{where}: workers >= 0, val_count >= 0, val_every >= 1 and checkpoint_every >= 1 "
+                             f"are required")
+        if self.amp_dtype not in ("float16", "bfloat16"):
+            raise InputError(f"{where}: amp_dtype must be \"float16\" or \"bfloat16\", got {self.amp_dtype!r}")
+        if self.fit_time and not self.time_limit_min > 0:
+            raise InputError(f"{where}: fit_time needs time_limit_min > 0")
         if self.stages is not None:
             if not isinstance(self.stages, list) or not self.stages:
                 raise InputError(f"{where}: stages must be a non-empty list of partial configs")
@@ -184,6 +196,13 @@ def stage_configs(cfg: TrainConfig, where: str = "config") -> list[tuple[str, Tr
         folder = f"{i + 1:02d}-" + (re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or f"stage{i + 1}")
         out.append((folder, TrainConfig.from_dict(merged, w)))
     return out
+
+
+#: ``fit_time``: steps skipped before the step rate is measured (start-up, cuDNN autotuning,
+#: worker start), the shortest measuring window, and the share of the remaining time planned
+FIT_SKIP_STEPS = 10
+FIT_WINDOW_S = (15.0, 0.08)  # max(15 s, 8 % of time_limit_min)
+FIT_MARGIN = 0.95
 
 
 def seed_everything(seed: int) -> None:
@@ -608,10 +627,13 @@ def train_stages(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, devi
 
 def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device: str = "auto",
                progress: bool = True, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
-    from hdrlift.training.data import HdrFolder, PatchDataset, validation_set
+    from hdrlift.training.data import ParallelPatches, PatchDataset, open_hdr, validation_set
 
+    cfg = copy.deepcopy(cfg)  # fit_time changes iterations (and val_every) of this run only
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch and validation sizes
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     multiple = trainable_info(cfg.model).multiple_of
@@ -622,7 +644,11 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists() and not resume:
         raise InputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "loss_resolved": loss_name}, indent=2))
+
+    def write_config() -> None:
+        (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "loss_resolved": loss_name}, indent=2))
+
+    write_config()
 
     seed_everything(cfg.seed)
     net = build_network(cfg.model)
@@ -634,7 +660,8 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
     ema = EMA(net, cfg.ema)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     disc = opt_d = scaler_d = None
     if cfg.gan:
         from hdrlift.training.discriminator import MoriwakiDiscriminator
@@ -642,18 +669,18 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
         disc = MoriwakiDiscriminator().to(dev)
         # Moriwaki §4: ADAM for both players (default betas)
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr or cfg.lr)
-        scaler_d = torch.amp.GradScaler("cuda", enabled=use_amp)
+        scaler_d = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     if loss_name in VGG_LOSSES:
         _vgg(dev)  # a missing VGG19 file stops here with its one-line message, not at step 1
     try:
-        train_set = PatchDataset(HdrFolder(cfg.data, cfg.train_split), size=cfg.patch, seed=cfg.seed,
+        train_set = PatchDataset(open_hdr(cfg.data, cfg.train_split), size=cfg.patch, seed=cfg.seed,
                                  clip_range=cfg.clip_range, curves=cfg.curves, noise=cfg.noise,
                                  compression=cfg.compression, sampling=cfg.patch_sampling,
                                  threshold=cfg.santos_threshold, tries=cfg.sampling_tries,
                                  pretrain=cfg.pretrain, mask_coverage=cfg.mask_coverage)
-        val_items = validation_set(HdrFolder(cfg.data, cfg.val_split), views=cfg.val_views,
+        val_items = validation_set(open_hdr(cfg.data, cfg.val_split), views=cfg.val_views,
                                    size=cfg.val_size) if cfg.val_split else []
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, OSError) as exc:  # a missing folder or an unreadable pack
         raise InputError(str(exc)) from None
 
     def d_lr(step: int) -> float:
@@ -662,6 +689,7 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
     step = 0
     best = -float("inf")
     elapsed_before = 0.0
+    fit_pending = cfg.fit_time
     if resume and ckpt_path.exists():
         state = load_checkpoint(ckpt_path, dev)
         net.load_state_dict(state["net"])
@@ -678,8 +706,19 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
         best = state["best"]
         elapsed_before = state.get("elapsed", 0.0)
         _set_rng_states(train_set, state)
+        if cfg.fit_time and "fitted" in state:
+            fit_pending = not state["fitted"]
+            cfg.iterations, cfg.val_every = int(state["iterations"]), int(state["val_every"])
+            write_config()
 
     logger = Logger(out)
+    batches = None
+    if cfg.workers:
+        # batch i drawn from rng (seed, i) in worker processes: a resumed run goes on at batch `step`
+        batches = ParallelPatches(train_set, cfg.batch, cfg.workers, cfg.seed, start=step,
+                                  pin_memory=dev.type == "cuda")
+    fit_mark: tuple[int, float] | None = None
+    start_step = step
     t0 = time.time()
     # RNG states at the start of the current step, and whether any weight changed since:
     # a hard stop (exception) in a pristine step still writes an exact checkpoint
@@ -692,6 +731,8 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
             "scaler": scaler.state_dict(), "step": step, "best": best,
             "elapsed": elapsed_before + time.time() - t0, **rng,
         }
+        if cfg.fit_time:
+            state.update(fitted=not fit_pending, iterations=cfg.iterations, val_every=cfg.val_every)
         if disc is not None:
             state.update(disc=disc.state_dict(), opt_d=opt_d.state_dict(), scaler_d=scaler_d.state_dict())
         tmp = out / f".checkpoint.pt.tmp-{os.getpid()}"
@@ -709,14 +750,17 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                 snap = _rng_states(train_set)
                 pristine = True
                 net.train()
-                ldr_np, hdr_np = train_set.batch(cfg.batch)
-                ldr = torch.from_numpy(ldr_np).to(dev)
-                hdr = torch.from_numpy(hdr_np).to(dev)
+                if batches is not None:
+                    ldr, hdr = (t.to(dev, non_blocking=True) for t in next(batches))
+                else:
+                    ldr_np, hdr_np = train_set.batch(cfg.batch)
+                    ldr = torch.from_numpy(ldr_np).to(dev)
+                    hdr = torch.from_numpy(hdr_np).to(dev)
                 for g in opt.param_groups:
                     g["lr"] = lr_at(cfg, step)
                 loss_d = None
                 if disc is None:
-                    with torch.autocast(dev.type, enabled=use_amp):
+                    with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                         loss = compute_loss(net, cfg.model, ldr, hdr, loss_name)
                 else:
                     # Moriwaki §4: the discriminator (Eq. 5) and the generator (Eq. 1) updated alternately
@@ -724,7 +768,7 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                         g["lr"] = d_lr(step)
                     disc.train()
                     disc.requires_grad_(True)
-                    with torch.autocast(dev.type, enabled=use_amp):
+                    with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                         y = log_prediction(net, ldr)
                         loss_d = L.moriwaki_d(disc(y.detach()), disc(L.log_image(hdr)))
                     if not torch.isfinite(loss_d):
@@ -735,7 +779,7 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                     scaler_d.step(opt_d)
                     scaler_d.update()
                     disc.requires_grad_(False)
-                    with torch.autocast(dev.type, enabled=use_amp):
+                    with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                         loss = generator_loss(net, cfg.model, ldr, hdr, loss_name, y, disc(y))
                 if not torch.isfinite(loss):
                     raise HdrliftError(f"loss became {loss.item()} at step {step}; lower lr or check the data")
@@ -753,6 +797,29 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                 last_loss = float(loss.item())
                 running = last_loss if running is None else 0.95 * running + 0.05 * last_loss
                 elapsed = elapsed_before + time.time() - t0
+                if fit_pending and step - start_step >= FIT_SKIP_STEPS:
+                    now = time.time()
+                    if fit_mark is None:
+                        fit_mark = (step, now)
+                    elif (now - fit_mark[1] >= max(FIT_WINDOW_S[0], FIT_WINDOW_S[1] * cfg.time_limit_min * 60)
+                          and step - fit_mark[0] >= FIT_SKIP_STEPS):
+                        fit_pending = False
+                        rate = (step - fit_mark[0]) / (now - fit_mark[1])
+                        left = FIT_MARGIN * cfg.time_limit_min * 60 - elapsed
+                        fitted = max(step + 1, step + int(rate * left))
+                        rec = {"step": step, "fit_steps_per_s": round(rate, 3), "fit_planned": cfg.iterations}
+                        if fitted < cfg.iterations:
+                            cfg.iterations = fitted
+                            if cfg.val_count:
+                                cfg.val_every = max(1, math.ceil(fitted / cfg.val_count))
+                            write_config()
+                            meta["config"] = json.dumps(dataclasses.asdict(cfg))
+                        rec.update(fit_iterations=cfg.iterations, val_every=cfg.val_every)
+                        logger.log(rec)
+                        if progress:
+                            print(f"fit_time: {rate:.2f} steps/s, {cfg.iterations} iterations fit "
+                                  f"{cfg.time_limit_min:g} min (validation every {cfg.val_every})",
+                                  file=sys.stderr, flush=True)
                 if step % cfg.log_every == 0 or step == 1:
                     rec = {"step": step, "loss": last_loss, "loss_smooth": running, "grad_norm": float(gnorm),
                            "lr": lr_at(cfg, step - 1), "elapsed_s": round(elapsed, 1)}
@@ -796,6 +863,8 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
             print("hdrlift-train: stopped inside a step; the last periodic checkpoint is kept", file=sys.stderr)
         save_safetensors(ema.shadow, out / "last.safetensors", {**meta, "step": str(step)})
         logger.close()
+        if batches is not None:
+            batches.close()
     return {"step": step, "best_score": best, "loss": last_loss, "loss_name": loss_name, "stopped": stopped}
 
 
@@ -807,7 +876,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="registered network to train (overrides the config)")
     p.add_argument("--config", help="JSON config (see training/configs/)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, weights)")
-    p.add_argument("--data", help="HDR folder (default ../shared/data/hdri or $HDRLIFT_DATA)")
+    p.add_argument("--data", help="HDR folder or pack .npz (default ../shared/data/hdri or $HDRLIFT_DATA)")
     p.add_argument("--iterations", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")

@@ -223,3 +223,21 @@ def test_validation_set_is_deterministic(hdr_folder):
         np.testing.assert_array_equal(x["ldr"], y["ldr"])
         np.testing.assert_array_equal(x["hdr"], y["hdr"])
         assert x["ldr"].shape == (32, 32, 3)
+
+
+def test_parallel_patches_are_the_same_stream_for_any_worker_count(hdr_folder):
+    def batches(workers, start=0, n=3):
+        it = D.ParallelPatches(D.PatchDataset(D.HdrFolder(hdr_folder), size=32, seed=5), batch=2,
+                               workers=workers, seed=5, start=start)
+        try:
+            return [tuple(t.numpy() for t in next(it)) for _ in range(n)]
+        finally:
+            it.close()
+
+    inline, forked, later = batches(0), batches(2), batches(2, start=1, n=2)
+    for (l0, h0), (l1, h1) in zip(inline, forked):
+        np.testing.assert_array_equal(l0, l1)
+        np.testing.assert_array_equal(h0, h1)
+    for (l0, _), (l1, _) in zip(inline[1:], later):  # a resumed run picks up the same batches
+        np.testing.assert_array_equal(l0, l1)
+    assert inline[0][0].shape == (2, 3, 32, 32) and not np.array_equal(inline[0][0], inline[1][0])

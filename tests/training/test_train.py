@@ -126,6 +126,34 @@ def test_hard_stop_inside_a_step_still_resumes_exactly(hdr_folder, tmp_path, mon
     assert_same_weights(tmp_path / "a" / "last.safetensors", tmp_path / "b" / "last.safetensors")
 
 
+def test_data_workers_resume_exactly(hdr_folder, tmp_path):
+    """"workers": batch i comes from rng (seed, i) in worker processes; a stopped run resumes at
+    batch `step`, so it still ends bit for bit where the straight run does."""
+    cfg = tiny(hdr_folder, iterations=4, workers=2)
+    straight = T.train(cfg, tmp_path / "a", progress=False, device="cpu")
+    resumed = _split_run(cfg, tmp_path / "b", 2)
+    assert straight["step"] == resumed["step"] == 4 and straight["loss"] == resumed["loss"]
+    assert_same_weights(tmp_path / "a" / "last.safetensors", tmp_path / "b" / "last.safetensors")
+
+
+def test_fit_time_fits_the_schedule_into_the_time_limit(hdr_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "FIT_SKIP_STEPS", 2)
+    monkeypatch.setattr(T, "FIT_WINDOW_S", (0.3, 0.0))
+    cfg = tiny(hdr_folder, iterations=100000, time_limit_min=0.03, fit_time=True, val_split="train",
+               val_views=1, val_size=32, val_every=100000, val_count=2, log_every=1000)
+    res = T.train(cfg, tmp_path / "run", progress=False, device="cpu")
+    fit = [r for r in log_records(tmp_path / "run") if "fit_iterations" in r]
+    assert len(fit) == 1 and fit[0]["fit_planned"] == 100000 and fit[0]["fit_iterations"] < 100000
+    n = fit[0]["fit_iterations"]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["iterations"] == n and saved["val_every"] == fit[0]["val_every"] == -(-n // 2)
+    assert res["step"] <= n and cfg.iterations == 100000  # the caller's config is left alone
+    if res["stopped"] == "iterations":  # (a slow machine may still reach the time limit first)
+        assert res["step"] == n and any("val" in r for r in log_records(tmp_path / "run"))
+    with pytest.raises(InputError, match="fit_time needs time_limit_min"):
+        T.TrainConfig.from_dict({"fit_time": True})
+
+
 def test_gan_alternation_and_exact_resume(hdr_folder, tmp_path):
     cfg = tiny(hdr_folder, iterations=2, gan=True, loss="moriwaki_rec_gan", d_lr=5e-4)
     straight = T.train(cfg, tmp_path / "a", progress=False, device="cpu")
