@@ -484,7 +484,11 @@ def robertson_curve(stack, times, iterations: int = 50, max_side: int = 256, lev
             sums = np.bincount(zc.ravel(), weights=(tj * e[None, :]).ravel(), minlength=levels)
             new = np.where(seen, sums / np.maximum(counts, 1.0), 0.0)
             new = _fill_unseen(new, seen) if seen.sum() > 1 else curve
-            ref = new[mid] if new[mid] > 0 else np.interp(mid, lv, new)
+            if new[mid] > 0:
+                ref = new[mid]
+            else:  # pin the curve where it is positive around the middle code value
+                pos = np.flatnonzero(new > 0)
+                ref = np.interp(mid, pos, new[pos]) if pos.size else 1.0
             new = new / max(ref, 1e-30)
             done = np.max(np.abs(new - curve)) < tol
             curve = new
