@@ -21,15 +21,18 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 import pathlib
 import sys
 import tempfile
 import warnings
+from typing import Iterator
 
 import torch
 
+from hdrlift.engine.atomic import replacing
 from hdrlift.engine.errors import HdrliftError, ModelError, OutputError
 from hdrlift.engine.models.registry import LoadedModel, load_model
 
@@ -44,16 +47,26 @@ def _model(model: str | LoadedModel, weights) -> LoadedModel:
     return load_model(model, device="cpu", weights=weights)
 
 
-def _temp_in(path: pathlib.Path) -> pathlib.Path:
+@contextlib.contextmanager
+def _exporting(out: pathlib.Path, what: str, name: str) -> Iterator[pathlib.Path]:
+    """A temporary path next to ``out`` (:func:`hdrlift.engine.atomic.replacing`), renamed onto
+    ``out`` when the block succeeds; failures become one-line errors: :class:`OutputError` for the
+    file system, :class:`ModelError` ("<what> export of <name> failed") for anything else."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create folder {path.parent}: {exc.strerror or exc}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise OutputError(f"folder {path.parent} is not writable")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=str(path.parent))
-    os.close(fd)
-    return pathlib.Path(tmp)
+        raise OutputError(f"cannot create folder {out.parent}: {exc.strerror or exc}") from None
+    if not os.access(out.parent, os.W_OK):
+        raise OutputError(f"folder {out.parent} is not writable")
+    try:
+        with replacing(out) as tmp:
+            yield tmp
+    except HdrliftError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    except Exception as exc:
+        raise ModelError(f"{what} export of {name!r} failed: {exc}") from None
 
 
 def _example(model: LoadedModel, dtype: torch.dtype) -> torch.Tensor:
@@ -74,10 +87,9 @@ def export_onnx(model: str | LoadedModel, path: str | os.PathLike, weights: str 
     wrapper = InferenceWrapper(copy.deepcopy(loaded) if fp16 else loaded).eval().to(dtype)
     x = _example(loaded, dtype)
     out = pathlib.Path(path)
-    tmp = _temp_in(out)
     axes = {0: "batch", 2: "height", 3: "width"}
     dyn = {INPUT_NAME: axes, OUTPUT_NAMES[0]: axes, OUTPUT_NAMES[1]: axes} if dynamic else None
-    try:
+    with _exporting(out, "ONNX", loaded.info.name) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer chatter about the legacy exporter and shapes
             torch.onnx.export(wrapper, (x,), str(tmp), dynamo=False, opset_version=int(opset),
@@ -97,15 +109,6 @@ def export_onnx(model: str | LoadedModel, path: str | os.PathLike, weights: str 
             entry = proto.metadata_props.add()
             entry.key, entry.value = k, str(v)
         onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
-    except HdrliftError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    except Exception as exc:
-        raise ModelError(f"ONNX export of {loaded.info.name!r} failed: {exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -123,22 +126,12 @@ def export_torchscript(model: str | LoadedModel, path: str | os.PathLike,
     wrapper = InferenceWrapper(loaded, outputs="hdr").eval()
     x = _example(loaded, torch.float32)
     out = pathlib.Path(path)
-    tmp = _temp_in(out)
-    try:
+    with _exporting(out, "TorchScript", loaded.info.name) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(wrapper, (x,), check_trace=False)
         traced = torch.jit.freeze(traced.eval()) if _freezable(traced) else traced
         traced.save(str(tmp))
-        os.replace(tmp, out)
-    except HdrliftError:
-        raise
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    except Exception as exc:
-        raise ModelError(f"TorchScript export of {loaded.info.name!r} failed: {exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

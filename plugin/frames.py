@@ -11,7 +11,6 @@ after their sizes were checked against the header.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import tempfile
 from typing import Iterator
@@ -228,16 +227,3 @@ class FrameAssembler:
         self._last_id = fid
         self._id, self._header, self._parts, self._size = None, None, [], 0
         return out
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a hidden temporary next to ``path``, then rename it into place."""
-    out = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=str(out.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise

@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import pathlib
 import platform
 import shutil
 import sys
 
 import torch
+
+from hdrlift.engine.atomic import atomic_write_text, replacing
 
 WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "engine" / "models" / "weights"
 
@@ -152,12 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     dst = WEIGHTS_DIR / f"{args.model}.safetensors"
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp:
+        shutil.copyfile(src, tmp)
     ev = json.loads(pathlib.Path(args.eval).read_text()) if args.eval else None
     text = write_card(args.model, [pathlib.Path(s) for s in args.stage] + [run], ev, args.eval_cmd, dst)
-    (WEIGHTS_DIR / f"{args.model}.md").write_text(text)
+    atomic_write_text(WEIGHTS_DIR / f"{args.model}.md", text)
     print(f"wrote {dst} and {dst.with_suffix('.md')}")
     return 0
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import pathlib
 import sys
 import time
@@ -37,6 +36,7 @@ import time
 import numpy as np
 import torch
 
+from hdrlift.engine.atomic import atomic_write_text
 from hdrlift.engine.errors import HdrliftError, InputError, ModelError
 from hdrlift.training import metrics as M
 
@@ -140,13 +140,6 @@ def markdown(summary: dict, metrics=HEADLINE) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="hdrlift-eval",
@@ -218,9 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     try:
         if args.json:
-            _atomic_write(args.json, json.dumps(summary, indent=1, allow_nan=True) + "\n")
+            atomic_write_text(args.json, json.dumps(summary, indent=1, allow_nan=True) + "\n")
         if args.markdown:
-            _atomic_write(args.markdown, text)
+            atomic_write_text(args.markdown, text)
     except OSError as exc:
         print(f"hdrlift-eval: error: cannot write results: {exc.strerror or exc}", file=sys.stderr)
         return 3

@@ -54,6 +54,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from hdrlift.engine.atomic import replacing
 from hdrlift.engine.errors import HdrliftError, InputError
 from hdrlift.training import losses as L
 
@@ -428,9 +429,8 @@ def save_safetensors(net: torch.nn.Module, path: pathlib.Path, meta: dict[str, s
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(state, str(tmp), metadata=meta or {})
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file(state, str(tmp), metadata=meta or {})
 
 
 def _pad_forward(net: torch.nn.Module, x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -619,9 +619,8 @@ def train_stages(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, devi
     for name in ("last.safetensors", "best.safetensors"):
         src = prev / name
         if src.exists():
-            tmp = out / f".{name}.tmp-{os.getpid()}"
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, out / name)
+            with replacing(out / name) as tmp:
+                shutil.copyfile(src, tmp)
     return {**res, "stages": results}
 
 
@@ -735,9 +734,8 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
             state.update(fitted=not fit_pending, iterations=cfg.iterations, val_every=cfg.val_every)
         if disc is not None:
             state.update(disc=disc.state_dict(), opt_d=opt_d.state_dict(), scaler_d=scaler_d.state_dict())
-        tmp = out / f".checkpoint.pt.tmp-{os.getpid()}"
-        torch.save(state, tmp)
-        os.replace(tmp, ckpt_path)
+        with replacing(ckpt_path) as tmp:
+            torch.save(state, tmp)
 
     meta = {"model": cfg.model, "config": json.dumps(dataclasses.asdict(cfg)), "loss": loss_name}
     running = None

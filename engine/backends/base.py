@@ -26,13 +26,13 @@ import logging
 import os
 import pathlib
 import re
-import tempfile
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
+from hdrlift.engine.atomic import atomic_write_bytes
 from hdrlift.engine.errors import InputError, ModelError
 from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
 
@@ -85,21 +85,6 @@ def export_key(model: LoadedModel, *, opset: int = 17, fp16: bool = False) -> st
     info = model.info
     prec = "fp16" if fp16 else "fp32"
     return f"{info.name}-v{info.version}-{weights_hash(model)}-op{opset}-{prec}-x{EXPORT_FORMAT_VERSION}"
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
-    """Write ``data`` to a temporary name in the same folder, then ``os.replace``."""
-    out = pathlib.Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=str(out.parent))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
 
 
 def wrap_module(name: str, net: nn.Module) -> LoadedModel:

@@ -37,7 +37,8 @@ import threading
 import numpy as np
 import torch
 
-from hdrlift.engine.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend, atomic_write_bytes, default_cache_dir
+from hdrlift.engine.atomic import atomic_write_bytes
+from hdrlift.engine.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend, default_cache_dir
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models.registry import LoadedModel
 

@@ -65,7 +65,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
@@ -73,6 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hdrlift.engine.atomic import replacing
 from hdrlift.engine.errors import InputError, ModelError, OutputError
 from hdrlift.engine.models.blocks import srgb_to_linear
 from hdrlift.engine.models.layers_b import MU, DilatedResidualDenseBlock, hat_weight, mu_law
@@ -303,24 +303,18 @@ def export_fusion_onnx(model: nn.Module, path: str | os.PathLike, images: int = 
     """ONNX export of a fusion net or :class:`FusionModel`: inputs ``ldr`` ``(N, K, 3, H, W)`` and
     ``exposure`` ``(N, K)``, output ``hdr``; ``N``, ``H``, ``W`` dynamic. Atomic write."""
     out = pathlib.Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=str(out.parent))
-    os.close(fd)
     g = torch.Generator().manual_seed(0)
     ldr = torch.rand(1, images, 3, *size, generator=g)
     exposure = torch.tensor([[2.0 ** (i - images // 2) for i in range(images)]])
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with replacing(out) as tmp, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model.eval(), (ldr, exposure), tmp, dynamo=False, opset_version=opset,
+            torch.onnx.export(model.eval(), (ldr, exposure), str(tmp), dynamo=False, opset_version=opset,
                               input_names=["ldr", "exposure"], output_names=["hdr"],
                               dynamic_axes={"ldr": {0: "batch", 3: "height", 4: "width"}, "exposure": {0: "batch"},
                                             "hdr": {0: "batch", 2: "height", 3: "width"}})
-        os.replace(tmp, out)
     except OSError as exc:
         raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    finally:
-        pathlib.Path(tmp).unlink(missing_ok=True)
     return out
 
 
