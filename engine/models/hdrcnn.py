@@ -146,8 +146,9 @@ class HDRCNN(nn.Module):
         self.out_fuse.reset_addition(1.0, 1.0)
 
     # ------------------------------------------------------------------ pieces
-    def forward_log(self, x: torch.Tensor) -> torch.Tensor:
-        """The CNN output ``y`` of Eq. 16 (log linear HDR), unclamped; ``x`` display code values."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Encoder, latent layers and decoder with the log-domain skip connections of Eq. 18, up to
+        the RGB projection (before the final input skip)."""
         skips: list[torch.Tensor] = []
         h = x
         for stage in self.encoder:
@@ -158,8 +159,11 @@ class HDRCNN(nn.Module):
         n = len(skips)
         for i, (up, fuse) in enumerate(zip(self.up, self.fuse)):
             h = fuse(up(h), skips[n - 1 - i])
-        y = self.out_fuse(self.to_rgb(h), log_domain(x, self.eps))
-        return y
+        return self.to_rgb(h)
+
+    def forward_log(self, x: torch.Tensor) -> torch.Tensor:
+        """The CNN output ``y`` of Eq. 16 (log linear HDR), unclamped; ``x`` display code values."""
+        return self.out_fuse(self.trunk(x), log_domain(x, self.eps))
 
     def blend(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Eq. 16: ``(1 - alpha) f^-1(D) + alpha exp(y)``, ``alpha`` of Eq. 17, ``y`` clamped."""

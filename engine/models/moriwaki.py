@@ -31,10 +31,9 @@ change any pixel; :func:`layers.relative_change_mask`). Inputs must be multiples
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from hdrlift.engine.models.blocks import srgb_to_linear
-from hdrlift.engine.models.hdrcnn import HDRCNN, LOG_EPS, MULTIPLE_OF, log_domain
+from hdrlift.engine.models.hdrcnn import HDRCNN, LOG_EPS, MULTIPLE_OF
 from hdrlift.engine.models.layers import relative_change_mask
 from hdrlift.engine.models.registry import ModelInfo, register
 
@@ -51,17 +50,7 @@ class MoriwakiGenerator(HDRCNN):
     def forward_log(self, x: torch.Tensor) -> torch.Tensor:
         """``y = log(H + eps)`` predicted from the linearised input (§3.1)."""
         lin = srgb_to_linear(x.clamp(0.0, 1.0))
-        skips: list[torch.Tensor] = []
-        h = lin
-        for stage in self.encoder:
-            h = stage(h)
-            skips.append(log_domain(h, self.eps))
-            h = F.max_pool2d(h, 2)
-        h = self.latent(h)
-        n = len(skips)
-        for i, (up, fuse) in enumerate(zip(self.up, self.fuse)):
-            h = fuse(up(h), skips[n - 1 - i])
-        return self.out_fuse(self.to_rgb(h), torch.log(lin + self.eps))
+        return self.out_fuse(self.trunk(lin), torch.log(lin + self.eps))
 
     def decode(self, y: torch.Tensor) -> torch.Tensor:
         """``H = max(exp(y) - eps, 0)`` with ``y`` clamped to ``[log eps, 10]``."""
