@@ -159,6 +159,7 @@ class Backend(abc.ABC):
         self.multiple_of = int(model.info.multiple_of)
         self.device = device
         self.precision = precision
+        self.requested_precision = precision  # create_backend sets what the caller asked for
         # largest (H, W) one call accepts (TensorRT profiles); None = any size
         self.max_hw: tuple[int, int] | None = None
         self.max_batch: int | None = None
@@ -194,6 +195,8 @@ class Backend(abc.ABC):
             "device": self.device,
             "precision": self.precision,
             "multiple_of": self.multiple_of,
+            **({"precision_requested": self.requested_precision}
+               if self.requested_precision != self.precision else {}),
         }
 
     def close(self) -> None:
@@ -238,7 +241,18 @@ def create_backend(model_name: str | LoadedModel, kind: str = "auto", device: st
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
     model = _resolve_model(model_name, weights)
+    requested = precision
+    if precision != "fp32" and model.info.fp32_only:
+        log.warning("model %s runs in fp32 only (%s); precision %s not applied",
+                    model.info.name, model.info.fp32_only, precision)
+        precision = "fp32"
+    backend = _create(model, kind, device, precision, cache, options)
+    backend.requested_precision = requested
+    return backend
 
+
+def _create(model: LoadedModel, kind: str, device: str, precision: str, cache: pathlib.Path,
+            options: dict) -> Backend:
     if kind == "auto":
         kind, reason = _auto_kind(model, device, precision, cache)
         log.info("back end auto-selection for %s: %s (%s)", model.info.name, kind, reason)

@@ -9,7 +9,11 @@ kernels for half convolutions are slow or missing). On CUDA:
 * ``cuda_graphs=True``: one CUDA graph captured per input shape and replayed (saves the launch
   overhead of the many small kernels of a light network; costs a static copy of the input and
   outputs per shape);
-* ``compile=True``: ``torch.compile`` of the wrapper (``compile_mode`` picks the mode).
+* ``compile=True``: ``torch.compile`` of the wrapper (``compile_mode`` picks the mode);
+* fp32 convolutions may use TF32 tensor cores (PyTorch's default; within 1e-3 of CPU fp32 for
+  every network but one on an H100, ``bench/check_cuda.py``), except for a model whose registry
+  entry says ``fp32_only`` (Kim: 5 % off with TF32, 4e-5 without), which runs with TF32 off
+  (and in fp32 whatever precision is asked: ``create_backend``).
 
 These CUDA paths are guarded by ``torch.cuda.is_available()``.
 """
@@ -45,6 +49,7 @@ class TorchBackend(Backend):
         self.channels_last = on_cuda if channels_last is None else bool(channels_last)
         self.cuda_graphs = bool(cuda_graphs)
         self.compiled = bool(compile)
+        self.strict_fp32 = on_cuda and bool(model.info.fp32_only)
         self._dtype = torch.float16 if precision == "fp16" else torch.float32
         # a private copy: .half(), .to(device) and channels_last work in place on shared modules
         wrapper = InferenceWrapper(copy.deepcopy(model) if (on_cuda or precision != "fp32") else model)
@@ -65,8 +70,22 @@ class TorchBackend(Backend):
         return contextlib.nullcontext()
 
     def _forward(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self._autocast(), self._strict_fp32():
             return self._call(t)
+
+    @contextlib.contextmanager
+    def _strict_fp32(self):
+        """TF32 off for the call when the model is ``fp32_only`` (the flags are process-wide:
+        saved and restored around the call)."""
+        if not self.strict_fp32:
+            yield
+            return
+        saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
     def _graph_run(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         key = (tuple(t.shape), t.dtype)
@@ -106,5 +125,6 @@ class TorchBackend(Backend):
     def describe(self) -> dict:
         d = super().describe()
         d.update(channels_last=self.channels_last, cuda_graphs=self.cuda_graphs, compiled=self.compiled,
-                 torch=torch.__version__, threads=torch.get_num_threads())
+                 torch=torch.__version__, threads=torch.get_num_threads(),
+                 tf32=self.device.startswith("cuda") and self.precision == "fp32" and not self.strict_fp32)
         return d

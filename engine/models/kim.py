@@ -149,8 +149,8 @@ class DifferentiableHDRSynthesis(nn.Module):
         dev = stack.device
         f64 = torch.float64
         log_t = self._log_t(log_t, n).detach().to(f64)
-        ys = grid_indices(h, self.samples).to(dev)
-        xs = grid_indices(w, self.samples).to(dev)
+        ys = grid_indices(h, self.samples, dev)
+        xs = grid_indices(w, self.samples, dev)
         zs = stack.detach().index_select(3, ys).index_select(4, xs)  # (N, J, C, S, S)
         zs = zs.permute(0, 2, 3, 4, 1).reshape(n * c, -1, j).to(f64)  # (B, P, J)
         z = (zs * (lv - 1)).clamp(0.0, lv - 1.0)
@@ -326,10 +326,16 @@ class KimHDR(nn.Module):
         return radiance * torch.exp(s)
 
     def forward_stack(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(stack, hdr)``: the generated stack and the scaled HDR (for the losses of Eq. 4-7)."""
+        """``(stack, hdr)``: the generated stack and the scaled HDR (for the losses of Eq. 4-7).
+
+        The stack networks run in the input's dtype; the synthesis layer and the scaling always run
+        in float32 (the curve solve is float64 inside): in fp16/bf16 the level scale ``z * 255``,
+        ``exp(ln E)`` and the ``1e-30`` floor of the log lose or overflow what the merge needs (an
+        fp16 run on an H100 was 97 % off the fp32 one before this). The HDR comes back in the input's
+        dtype."""
         stack = self.generate_stack(x)
-        radiance = self.synthesis(stack, self.log_t)
-        return stack, self.scale_to_input(x, radiance)
+        radiance = self.synthesis(stack.float(), self.log_t.float())
+        return stack, self.scale_to_input(x.float(), radiance).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_stack(x)[1]
@@ -358,6 +364,9 @@ KIM_INFO = register(ModelInfo(
     factory=kim,
     multiple_of=MULTIPLE_OF,
     weights="kim.safetensors",
+    # measured: fp16 stack networks move the HDR by up to 27 % of its peak (GPU-trained weights, a
+    # synthetic frame, CPU); TF32 convolutions by 5 %, strict fp32 on an H100 4e-5 (bench/check_cuda.py)
+    fp32_only="its curve solve amplifies the half-precision rounding of the generated stack",
 ))
 
 __all__ = ["DifferentiableHDRSynthesis", "synthesize_hdr", "smoothness_matrix", "KimUNet", "StopNetwork",

@@ -130,13 +130,15 @@ def hat_weight(z: torch.Tensor, levels: int = 256) -> torch.Tensor:
     return (torch.minimum(z, zmax - z) / (zmax / 2.0)).clamp(min=0.0)
 
 
-def grid_indices(size: torch.Tensor | int, samples: int) -> torch.Tensor:
+def grid_indices(size: torch.Tensor | int, samples: int, device: torch.device | str | None = None) -> torch.Tensor:
     """``samples`` pixel positions along an axis of length ``size``: ``floor((k + 0.5) size / samples)``,
     integer arithmetic so numpy (``fusion``) and torch (also when traced for ONNX with a dynamic
-    ``size``) pick the very same pixels. Returns int64 ``(samples,)``."""
-    k = torch.arange(samples, dtype=torch.int64)
-    size_t = torch.as_tensor(size, dtype=torch.int64)
-    return torch.div((2 * k + 1) * size_t, 2 * samples, rounding_mode="floor")
+    ``size``) pick the very same pixels. Returns int64 ``(samples,)`` made on ``device`` (no
+    host-to-device copy, so the caller can be captured in a CUDA graph)."""
+    k = torch.arange(samples, dtype=torch.int64, device=device)
+    if isinstance(size, torch.Tensor):
+        size = size.to(device=k.device, dtype=torch.int64)
+    return torch.div((2 * k + 1) * size, 2 * samples, rounding_mode="floor")
 
 
 def gauss_jordan_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

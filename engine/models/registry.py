@@ -55,6 +55,8 @@ class ModelInfo:
     multiple_of: int = 1  # H and W are padded up to a multiple of this, then cropped back
     weights: str | None = None  # safetensors file name under engine/models/weights/
     version: str = "1"
+    # why the model must run in fp32 whatever precision is asked for (None: fp16/bf16 are fine)
+    fp32_only: str | None = None
 
     @property
     def needs_weights(self) -> bool:

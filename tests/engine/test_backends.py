@@ -219,6 +219,25 @@ def test_auto_prefers_torch_for_bf16_and_describe(tmp_path):
     assert ob.describe()["providers"] == ["CPUExecutionProvider"]
 
 
+def test_fp32_only_model_runs_fp32_whatever_is_asked(tmp_path, caplog):
+    """A model whose registry entry says ``fp32_only`` (Kim) runs in fp32 when bf16/fp16 is asked,
+    says so once, and reports both in describe(); other models keep the precision asked for."""
+    torch.manual_seed(0)
+    info = get_info("kim")
+    assert info.fp32_only and not get_info("hdrcnn-lite").fp32_only
+    model = LoadedModel(info, info.factory()).eval()
+    with caplog.at_level(logging.WARNING, logger="hdrlift.backends"):
+        be = create_backend(model, kind="torch", precision="bf16", cache_dir=tmp_path)
+    assert be.precision == "fp32" and be.describe()["precision_requested"] == "bf16"
+    assert any("runs in fp32 only" in r.getMessage() for r in caplog.records)
+    x = frame_batch(1, 32, 48)
+    ref = create_backend(model, kind="torch", cache_dir=tmp_path)
+    assert "precision_requested" not in ref.describe()
+    np.testing.assert_array_equal(be.run(x)[0], ref.run(x)[0])
+    other = create_backend("inverse-crf", kind="torch", precision="bf16", cache_dir=tmp_path)
+    assert other.precision == "bf16" and "precision_requested" not in other.describe()
+
+
 @pytest.mark.parametrize("kwargs, text", [
     ({"kind": "openvino"}, "unknown back end"),
     ({"precision": "int8"}, "unknown precision"),

@@ -13,7 +13,7 @@ import torch
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models import fusion
 from hdrlift.engine.models.kim import DifferentiableHDRSynthesis, KimHDR, synthesize_hdr
-from hdrlift.engine.models.layers_b import gauss_jordan_solve, grid_indices, mu_law
+from hdrlift.engine.models.layers_b import gauss_jordan_solve, grid_indices, hat_weight, mu_law
 from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
 
 EVS = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
@@ -65,6 +65,10 @@ def test_gauss_jordan_matches_linalg_solve():
 def test_grid_indices_match_numpy():
     for n, s in ((37, 20), (480, 20), (19, 19), (5, 20)):
         assert np.array_equal(grid_indices(n, s).numpy(), fusion._grid(n, s))
+        # made on the caller's device (no host copy inside a CUDA graph); a traced size as a tensor
+        on_dev = grid_indices(n, s, torch.device("cpu"))
+        assert on_dev.dtype == torch.int64 and np.array_equal(on_dev.numpy(), fusion._grid(n, s))
+        assert np.array_equal(grid_indices(torch.tensor(n), s, "cpu").numpy(), fusion._grid(n, s))
 
 
 # --------------------------------------------------------------------------- classical merges
@@ -178,6 +182,31 @@ def test_kim_odd_sizes_and_batch_two():
     with torch.no_grad():
         y1 = m(x[1:2])
     assert torch.allclose(y1, y[1:2], rtol=1e-4, atol=1e-6)
+
+
+def test_kim_reduced_precision_merges_in_float32():
+    """In bf16 the stack networks run in bf16, but the synthesis layer and the scaling run in
+    float32: the HDR comes back in bf16, finite, and pinned to f^-1(x) on well-exposed pixels
+    (in bf16 arithmetic ``z * 255`` alone is off by up to a level, and exp(ln E) overflows fp16)."""
+    from hdrlift.engine.models.blocks import srgb_to_linear
+
+    torch.manual_seed(0)
+    net = KimHDR().eval().to(torch.bfloat16)
+    seen = []
+    net.synthesis.register_forward_pre_hook(lambda mod, args: seen.append(args[0].dtype))
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 64), indexing="ij")
+    x = torch.stack([0.2 + 0.6 * xx, 0.3 + 0.4 * yy, 0.2 + 0.5 * xx * yy])[None]
+    x[:, :, 8:20, 10:40] = 1.0
+    with torch.no_grad():
+        y = net(x.to(torch.bfloat16))
+    assert seen == [torch.float32]
+    assert y.dtype == torch.bfloat16 and bool(torch.isfinite(y).all()) and bool((y > 0).all())
+    # scale_to_input: the hat-weighted mean log ratio to f^-1(x) is 0 per channel (bf16 output rounding aside)
+    w = hat_weight(x * 255.0, 256)
+    log_ratio = torch.log(y.float() / srgb_to_linear(x))
+    per_channel = (w * log_ratio).sum(dim=(2, 3)) / w.sum(dim=(2, 3))
+    assert float(per_channel.abs().max()) < 0.01, per_channel
+    assert get_info("kim").fp32_only  # and the back ends run it in fp32 (test_backends)
 
 
 def test_kim_end_to_end_gradients_reach_both_networks():
