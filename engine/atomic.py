@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import tempfile
+import secrets
 from typing import Iterator
 
 
@@ -21,14 +21,26 @@ def replacing(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     ends normally the temporary is renamed onto ``path``, otherwise it is deleted."""
     out = pathlib.Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=str(out.parent))
-    os.close(fd)
-    tmp = pathlib.Path(name)
+    tmp = _fresh_temporary(out)
     try:
         yield tmp
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fresh_temporary(out: pathlib.Path) -> pathlib.Path:
+    """Create an empty hidden file next to ``out`` with the permissions of any new file (0666 less
+    the umask; ``tempfile.mkstemp`` would make it 0600, so exported models and weights on a shared
+    farm disk would be unreadable to other users)."""
+    for _ in range(100):
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name next to {out}")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
