@@ -49,7 +49,7 @@ def test_list_models_marks_weights(capsys):
     assert video_main(["--list-models"]) == 0
     out = capsys.readouterr().out
     assert "inverse-crf" in out and "hdrcnn-lite" in out
-    assert "no weights shipped" in out  # e.g. hdrunet until trained
+    assert "no weights shipped" in out  # e.g. kim until trained
 
 
 def test_list_colorspaces(capsys):
@@ -96,7 +96,7 @@ def test_truncated_video_keeps_finished_frames_whole(sample_clip, tmp_path, caps
 def test_unknown_model_and_untrained_model(sample_clip, tmp_path, capsys):
     assert video_main([str(sample_clip), str(tmp_path / "o"), "--model", "nosuch"]) == 4
     assert "nosuch" in _one_line_error(capsys)
-    assert video_main([str(sample_clip), str(tmp_path / "o"), "--model", "hdrunet"]) == 4
+    assert video_main([str(sample_clip), str(tmp_path / "o"), "--model", "kim"]) == 4
     assert "no trained weights" in _one_line_error(capsys)
 
 

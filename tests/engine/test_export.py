@@ -83,8 +83,8 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["--model", "inverse-crf", "--format", "onnx", "--out", str(tmp_path)]) == 3
     assert main(["--model", "landis", "--format", "onnx", "--weights", str(tmp_path / "w.safetensors"),
                  "--out", str(tmp_path / "c.onnx")]) == 4  # classical operators take no weights
-    if not get_info("hdrunet").has_weights:
-        assert main(["--model", "hdrunet", "--format", "onnx", "--out", str(tmp_path / "d.onnx")]) == 4
+    if not get_info("kim").has_weights:
+        assert main(["--model", "kim", "--format", "onnx", "--out", str(tmp_path / "d.onnx")]) == 4
         assert "no trained weights" in capsys.readouterr().err
     if not tensorrt_importable():
         assert main(["--model", "inverse-crf", "--format", "trt", "--out", str(tmp_path / "e.plan")]) == 4

@@ -4,7 +4,6 @@ the papers state."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

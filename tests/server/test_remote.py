@@ -171,7 +171,7 @@ def test_hdr_video_server_errors_are_one_line(sample_clip, address, tmp_path, ca
     assert video_main([str(sample_clip), str(tmp_path / "o"), "--server", address, "--model", "nope", "-q"]) == 6
     line = _one_line(capsys)
     assert "NOT_FOUND" in line and "nope" in line, line
-    assert video_main([str(sample_clip), str(tmp_path / "o"), "--server", address, "--model", "hdrunet", "-q"]) == 6
+    assert video_main([str(sample_clip), str(tmp_path / "o"), "--server", address, "--model", "kim", "-q"]) == 6
     assert "FAILED_PRECONDITION" in _one_line(capsys)
     assert video_main([str(sample_clip), str(tmp_path / "o"), "--server", address, "--model", "landis",
                        "--output-colorspace", "no such space", "-q"]) == 6

@@ -183,7 +183,7 @@ def _unary_cases(root: str):
         cases.append(("model", _hdr(width=8, height=8, model=m), ok, {SC.NOT_FOUND, SC.INVALID_ARGUMENT}))
     for m in ("kalantari", "wu", "ahdrnet"):
         cases.append(("fusion model", _hdr(width=8, height=8, model=m), ok, {SC.INVALID_ARGUMENT}))
-    for m in ("hdrunet", "hdrcnn", "kim"):
+    for m in ("hdrcnn", "kim", "santos"):
         cases.append(("no weights", _hdr(width=8, height=8, model=m), ok, {SC.FAILED_PRECONDITION}))
     for sp in ("no such space", "sRGB - Nonsense", "{}".format("q" * 600), "../ocio"):
         cases.append(("input space", _hdr(width=8, height=8, input_space=sp), ok, {SC.NOT_FOUND, SC.INVALID_ARGUMENT}))
