@@ -6,8 +6,8 @@ back ends, written as JSON (and a markdown table on stdout).
 
 Per model and frame size, each variant is run twice to warm up, then ``--frames`` times:
 
-* torch fp32 NCHW, torch fp32 channels_last, torch fp16 channels_last, torch fp16 channels_last
-  with CUDA graphs (the engine's ``TorchBackend`` options), then the last again with
+* torch fp32 NCHW, torch fp32 channels_last, torch fp16 NCHW, torch fp16 channels_last, torch
+  fp16 channels_last with CUDA graphs (the engine's ``TorchBackend`` options), then the last again with
   ``cudnn.benchmark`` on (the engine leaves it off; the variant is marked ``cudnn_benchmark``);
 * onnxruntime fp32 and fp16 through ``CUDAExecutionProvider`` when the installed onnxruntime has
   it (else the JSON says it is missing); the ONNX export itself is always tried once per model.
@@ -128,6 +128,7 @@ def variants(device: str, ort_cuda: bool) -> list[dict]:
         return [dict(backend="torch", precision="fp32"), dict(backend="onnxruntime", precision="fp32")]
     v = [dict(backend="torch", precision="fp32", channels_last=False),
          dict(backend="torch", precision="fp32", channels_last=True),
+         dict(backend="torch", precision="fp16", channels_last=False),
          dict(backend="torch", precision="fp16", channels_last=True),
          dict(backend="torch", precision="fp16", channels_last=True, cuda_graphs=True),
          dict(backend="torch", precision="fp16", channels_last=True, cuda_graphs=True, cudnn_benchmark=True)]

@@ -5,7 +5,8 @@ kernels for half convolutions are slow or missing). On CUDA:
 
 * ``fp16``: the module and the input are cast with ``.half()`` (the models keep their
   overflow-prone maths, e.g. HDR-CNN's log domain, in float32 internally); ``bf16``: autocast;
-* ``channels_last`` memory format (default on CUDA: tensor cores want NHWC);
+* ``channels_last`` memory format (default on CUDA where the model's registry entry says
+  ``channels_last_cuda``: on an H100 it helped HDR-CNN but doubled ExpandNet's time);
 * ``cuda_graphs=True``: one CUDA graph captured per input shape and replayed (saves the launch
   overhead of the many small kernels of a light network; costs a static copy of the input and
   outputs per shape);
@@ -46,7 +47,8 @@ class TorchBackend(Backend):
             raise ModelError("torch back end: fp16 needs CUDA; use fp32 (or bf16) on the CPU")
         if cuda_graphs and not on_cuda:
             raise ModelError("torch back end: CUDA graphs need CUDA")
-        self.channels_last = on_cuda if channels_last is None else bool(channels_last)
+        default_cl = on_cuda and model.info.channels_last_cuda
+        self.channels_last = default_cl if channels_last is None else bool(channels_last)
         self.cuda_graphs = bool(cuda_graphs)
         self.compiled = bool(compile)
         self.strict_fp32 = on_cuda and bool(model.info.fp32_only)

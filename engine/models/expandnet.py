@@ -118,6 +118,7 @@ EXPANDNET_INFO = register(ModelInfo(
     factory=expandnet,
     multiple_of=1,
     weights="expandnet.safetensors",
+    channels_last_cuda=False,  # H100: 17.4 ms NCHW vs 35.1 ms channels_last at 1080p fp32
 ))
 
 __all__ = ["ExpandNet", "expandnet", "PARAMETERS", "EXPANDNET_INFO"]

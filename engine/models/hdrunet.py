@@ -176,6 +176,7 @@ HDRUNET_INFO = register(ModelInfo(
     factory=hdrunet,
     multiple_of=MULTIPLE_OF,
     weights="hdrunet.safetensors",
+    channels_last_cuda=False,  # H100: 52.5 ms NCHW vs 65.5 ms channels_last at 1080p fp32
 ))
 
 __all__ = ["HDRUNet", "hdrunet", "PARAMETERS", "MULTIPLE_OF", "HDRUNET_INFO"]

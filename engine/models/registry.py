@@ -57,6 +57,9 @@ class ModelInfo:
     version: str = "1"
     # why the model must run in fp32 whatever precision is asked for (None: fp16/bf16 are fine)
     fp32_only: str | None = None
+    # the torch back end's default memory format on CUDA (measured per model on an H100:
+    # docs/benchmarks.md "On an H100"); an explicit channels_last option overrides it
+    channels_last_cuda: bool = True
 
     @property
     def needs_weights(self) -> bool:
