@@ -18,7 +18,8 @@ from hdrlift.engine.errors import HdrliftError, InputError
 EPILOG = """\
 exit status: 0 done, 1 error, 2 bad input, 3 output cannot be written, 4 model, 5 colour,
 6 server (--server: unreachable, refused, failed), 130 interrupted (finished frames are
-complete; rerun with --resume).
+complete; rerun with --resume). Errors are one line; HDRLIFT_DEBUG=1 shows the traceback of an
+internal error.
 """
 
 
@@ -27,6 +28,8 @@ def _frames(text: str) -> tuple[int, int | None]:
     if not m:
         raise argparse.ArgumentTypeError(f"frame range must be START-END, START- or N, got {text!r}")
     start = int(m.group(1))
+    if start < 1:  # frames are numbered from 1, as in the EXR names
+        raise argparse.ArgumentTypeError(f"frame numbers start at 1, got {text!r}")
     end = int(m.group(2)) if m.group(2) else (None if "-" in text else start)
     if end is not None and end < start:
         raise argparse.ArgumentTypeError(f"frame range {text!r} ends before it starts")
@@ -265,6 +268,13 @@ def _run(prog: str, argv: list[str] | None, video: bool) -> int:
         return 1
     except OSError as exc:  # anything the IO layer did not already translate
         print(f"{prog}: error: {InputError(str(exc))}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line (finished frames stay complete); HDRLIFT_DEBUG=1 re-raises
+        if os.environ.get("HDRLIFT_DEBUG", "").strip() not in ("", "0"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"{prog}: error: internal error ({type(exc).__name__}: {first}); please report it, "
+              f"HDRLIFT_DEBUG=1 shows the traceback", file=sys.stderr)
         return 1
 
 

@@ -135,10 +135,14 @@ def test_wrong_channel_count(tmp_path, capsys):
     assert "channels" in _one_line_error(capsys, "hdr-image")
 
 
-def test_bad_frame_range_is_usage_error(sample_clip, tmp_path, capsys):
+@pytest.mark.parametrize("spec, text", [("9-3", "ends before it starts"), ("0-0", "start at 1"), ("0-", "start at 1")])
+def test_bad_frame_range_is_usage_error(sample_clip, tmp_path, capsys, spec, text):
     with pytest.raises(SystemExit) as e:
-        video_main([str(sample_clip), str(tmp_path / "o"), "--frames", "9-3"])
+        video_main([str(sample_clip), str(tmp_path / "o"), "--frames", spec])
     assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert text in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_odd_size_image(tmp_path):
@@ -146,3 +150,20 @@ def test_odd_size_image(tmp_path):
     assert image_main([str(src), str(tmp_path / "odd.exr"), "-q"]) == 0
     px, _, _ = read_exr(tmp_path / "odd.exr")
     assert px.shape[:2] == (37, 53)
+
+
+def test_unexpected_exception_is_one_line_unless_debugging(sample_clip, tmp_path, capsys, monkeypatch):
+    """The last line of defence: a bug anywhere below the CLI still gives one line and exit 1;
+    HDRLIFT_DEBUG=1 lets the traceback through for the report."""
+    from hdrlift.engine import pipeline
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(pipeline.Pipeline, "convert", broken)
+    assert video_main([str(sample_clip), str(tmp_path / "o"), "--model", "inverse-crf", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error (RuntimeError: boom)" in err and "HDRLIFT_DEBUG" in err
+    monkeypatch.setenv("HDRLIFT_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        video_main([str(sample_clip), str(tmp_path / "o"), "--model", "inverse-crf", "-q"])
