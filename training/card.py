@@ -63,15 +63,6 @@ def _stage_env(run: pathlib.Path) -> dict | None:
     return None
 
 
-def _env(runs: list[pathlib.Path]) -> dict | None:
-    """``env.json`` of the last run that has one."""
-    for run in reversed(runs):
-        env = _stage_env(run)
-        if env is not None:
-            return env
-    return None
-
-
 def _where(env: dict | None) -> str:
     return f"GPU ({env.get('gpu') or '?'})" if env else "CPU (2 cores)"
 
@@ -87,16 +78,19 @@ _KEEPS = {
 }
 
 
-def _hardware_lines(env: dict | None, envs: list[dict | None] | None = None) -> list[str]:
-    if envs and any(e is None for e in envs) and any(e is not None for e in envs):
-        gpu = next(e for e in envs if e is not None)
+def _hardware_lines(envs: list[dict | None]) -> list[str]:
+    """``envs``: each stage's ``env.json`` (None: a stage run on this project's CPU machine)."""
+    gpus = [e for e in envs if e is not None]
+    if gpus and len(gpus) < len(envs):
+        gpu = gpus[0]
         return ["* **Hardware**: the stages marked CPU on this project's CPU machine (2 cores, no GPU,",
                 f"  torch {torch.__version__}); those marked GPU on a GPU machine lent to a later session",
                 f"  ({gpu.get('gpu') or '?'}, {gpu.get('cpu_count', '?')} CPU cores, torch {gpu.get('torch', '?')};"
                 " `training/gpu_session.sh`), starting from the CPU stages' weights."]
-    if env is None:
+    if not gpus:
         return ["* **Hardware**: this project's CPU machine, 2 cores, no GPU (no GPU was lent to the session that",
                 f"  trained them), torch {torch.__version__}, {platform.machine()}."]
+    env = gpus[-1]
     gpu = env.get("gpu") or "no GPU"
     return [f"* **Hardware**: a GPU machine lent to the session ({gpu}, {env.get('cpu_count', '?')} CPU cores),",
             f"  torch {env.get('torch', '?')}, {env.get('machine', '?')}; `training/gpu_session.sh`."]
@@ -151,7 +145,7 @@ def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: 
                weights: pathlib.Path) -> str:
     stages = [_stage_summary(r) for r in runs]
     envs = [_stage_env(r) for r in runs]
-    env = _env(runs)
+    env = next((e for e in reversed(envs) if e is not None), None)  # the last GPU stage's
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     lines = [
         f"# Model card: `{model}`",
@@ -161,7 +155,7 @@ def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: 
         "",
         "## How they were made",
         "",
-        *_hardware_lines(env, envs),
+        *_hardware_lines(envs),
         *_data_lines(env, [st["config"] for st in stages]),
         "  random perspective views (yaw, pitch -20..35 degrees, 50-90 degree field of view), flips,",
         "  rotations, channel swaps, median-luminance normalisation; LDR input from `training/camera.py`:",
