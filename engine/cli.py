@@ -198,9 +198,8 @@ def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
             raise InputError(f"--{name} applies to local runs; with --server the servers' settings are used")
     conn = _connection(args)
     rc = _remote_client()
-    start, end = (args.frames if video and args.frames else (None, None))
-    reader_options = ({k: getattr(args, k) for k in ("primaries", "transfer", "matrix", "range") if getattr(args, k)}
-                      if video else None)
+    start, end = _frame_range(args, video)
+    reader_options = _reader_options(args) if video else None
     report = rc.convert_remote(
         args.input, args.output, args.server, model=args.model, input_space=args.input_colorspace,
         output_space=args.output_colorspace, start=start, end=end, every=args.every if video else 1,
@@ -209,11 +208,24 @@ def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
         progress=None if args.quiet else default_progress(), reader_options=reader_options,
         ocio_config=args.ocio_config, connect_timeout=args.server_timeout, **conn)
     if not args.quiet:
-        skipped = f", {len(report.skipped)} already complete" if report.skipped else ""
-        print(f"{prog}: {len(report.written)} EXR written{skipped} in {report.seconds:.1f}s "
-              f"({report.fps:.2f} frames/s), {report.input_space} -> {report.output_space}, "
-              f"model {report.model} on {report.servers}", file=sys.stderr)
+        _summary(prog, report, f"model {report.model} on {report.servers}")
     return 0
+
+
+def _frame_range(args: argparse.Namespace, video: bool) -> tuple[int | None, int | None]:
+    return args.frames if video and args.frames else (None, None)
+
+
+def _reader_options(args: argparse.Namespace) -> dict:
+    """The stream colour-tag overrides the user gave (--primaries, --transfer, --matrix, --range)."""
+    return {k: getattr(args, k) for k in ("primaries", "transfer", "matrix", "range") if getattr(args, k)}
+
+
+def _summary(prog: str, report, where: str) -> None:
+    """The one line printed after a run (local or --server): frames, time, rate, colour spaces."""
+    skipped = f", {len(report.skipped)} already complete" if report.skipped else ""
+    print(f"{prog}: {len(report.written)} EXR written{skipped} in {report.seconds:.1f}s "
+          f"({report.fps:.2f} frames/s), {report.input_space} -> {report.output_space}, {where}", file=sys.stderr)
 
 
 def _run(prog: str, argv: list[str] | None, video: bool) -> int:
@@ -242,20 +254,15 @@ def _run(prog: str, argv: list[str] | None, video: bool) -> int:
         pipe = Pipeline(opts)
         progress = None if args.quiet else default_progress()
         if video:
-            start, end = args.frames if args.frames else (None, None)
-            reader_options = {k: getattr(args, k) for k in ("primaries", "transfer", "matrix", "range")
-                              if getattr(args, k)}
+            start, end = _frame_range(args, video)
             report = pipe.convert(args.input, args.output, start=start, end=end, every=args.every,
                                   resume=args.resume, overwrite=args.overwrite, progress=progress,
-                                  preview=args.preview, reader_options=reader_options)
+                                  preview=args.preview, reader_options=_reader_options(args))
         else:
             report = pipe.convert(args.input, args.output, overwrite=args.overwrite, progress=progress,
                                   preview=args.preview, single=True)
         if not args.quiet:
-            skipped = f", {len(report.skipped)} already complete" if report.skipped else ""
-            print(f"{prog}: {len(report.written)} EXR written{skipped} in {report.seconds:.1f}s "
-                  f"({report.fps:.2f} frames/s), {report.input_space} -> {report.output_space}, "
-                  f"model {pipe.model_name} on {pipe.backend.name}/{pipe.backend.device}", file=sys.stderr)
+            _summary(prog, report, f"model {pipe.model_name} on {pipe.backend.name}/{pipe.backend.device}")
         return 0
     except HdrliftError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
