@@ -58,6 +58,27 @@ def test_torchscript_for_nuke_loads_and_matches(tmp_path):
     assert len(graph_inputs) == 1
 
 
+@pytest.mark.parametrize("name", ["hdrcnn", "hdrunet"])
+def test_torchscript_of_the_full_width_networks(name, tmp_path):
+    """The registered full-width HDR-CNN (VGG16 encoder) and HDRUNet trace into the same Nuke form
+    and agree with torch at sizes other than the traced one (HDRUNet's SFT and weighting branches,
+    HDR-CNN's Eq. 16 blend, the registry's padding all inside the traced graph)."""
+    torch.manual_seed(1)
+    net = get_info(name).factory()
+    with torch.no_grad():
+        for p in net.parameters():  # random, non-degenerate weights: outputs depend on every branch
+            p.add_(0.02 * torch.randn_like(p))
+    model = wrap_module(name, net)
+    ts = torch.jit.load(str(export_torchscript(model, tmp_path / f"{name}.pt")))
+    ref = create_backend(model, kind="torch")
+    for h, w in [(64, 96), (50, 70)]:
+        x = frame(h, w, seed=w)
+        with torch.no_grad():
+            out = ts(torch.from_numpy(x))
+        assert out.shape == (1, 3, h, w) and bool(torch.isfinite(out).all())
+        np.testing.assert_allclose(out.numpy(), ref.run(x)[0], rtol=1e-4, atol=1e-5)
+
+
 def test_cli_writes_onnx_and_torchscript(tmp_path, capsys):
     out = tmp_path / "exports" / "crf.onnx"
     assert main(["--model", "inverse-crf", "--format", "onnx", "--out", str(out)]) == 0
