@@ -4,7 +4,9 @@ The model is exported once (``hdrlift.engine.export.export_onnx``: opset 17, dyn
 ``W``, padding inside the graph, outputs ``hdr`` and ``mask``) into the cache folder under
 ``onnx/<name>-v<version>-<weights sha256[:16]>-op17-<fp32|fp16>-x<format>.onnx``, so new weights
 or a new model version never reuse a stale file. Sessions run on ``CUDAExecutionProvider`` when
-``device`` is CUDA and the provider is present, else on ``CPUExecutionProvider``.
+``device`` is CUDA and the provider is present, else on ``CPUExecutionProvider``. On CUDA, a model
+whose registry entry is ``fp32_only`` (Kim) runs with the provider's ``use_tf32`` off: TF32 puts its
+curve solve 5 % off (docs/backends.md).
 
 Threads: ``threads`` (default: ``$OMP_NUM_THREADS`` when set, else onnxruntime's own default of
 one per physical core) sets ``intra_op_num_threads``.
@@ -35,6 +37,16 @@ def cached_onnx(model: LoadedModel, cache_dir: str | os.PathLike | None = None, 
     return path
 
 
+def provider_list(device: str, strict_fp32: bool = False) -> list:
+    """onnxruntime's ``providers`` argument for ``device`` ("cpu", "cuda", "cuda:N")."""
+    if not device.startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    opts = {"device_id": int(device.split(":")[1]) if ":" in device else 0}
+    if strict_fp32:
+        opts["use_tf32"] = "0"
+    return [("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
+
+
 class OrtBackend(Backend):
     name = "onnxruntime"
 
@@ -49,12 +61,11 @@ class OrtBackend(Backend):
         if precision == "bf16":
             raise ModelError("onnxruntime back end: bf16 is not supported; use fp32 or fp16")
         on_cuda = device.startswith("cuda")
-        providers = ["CPUExecutionProvider"]
+        self.strict_fp32 = on_cuda and precision == "fp32" and bool(model.info.fp32_only)
+        providers = provider_list(device, self.strict_fp32)
         if on_cuda:
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise ModelError("onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)")
-            dev_id = int(device.split(":")[1]) if ":" in device else 0
-            providers = [("CUDAExecutionProvider", {"device_id": dev_id}), "CPUExecutionProvider"]
         elif precision == "fp16":
             raise ModelError("onnxruntime back end: fp16 needs the CUDA execution provider; use fp32 on the CPU")
         self.fp16 = precision == "fp16"
@@ -85,7 +96,7 @@ class OrtBackend(Backend):
 
         d = super().describe()
         d.update(onnx=str(self.onnx_path), providers=self.providers, onnxruntime=ort.__version__,
-                 threads=self.threads or "default")
+                 threads=self.threads or "default", strict_fp32=self.strict_fp32)
         return d
 
     def close(self) -> None:

@@ -112,23 +112,31 @@ def gpu_identity(device: int = 0) -> dict:
     return {"gpu": torch.cuda.get_device_name(device), "sm": f"{major}.{minor}", "tensorrt": trt.__version__}
 
 
-def plan_key(onnx_path: str | os.PathLike, profiles=DEFAULT_PROFILES, fp16: bool = False, device: int = 0) -> str:
+def plan_key(onnx_path: str | os.PathLike, profiles=DEFAULT_PROFILES, fp16: bool = False, device: int = 0,
+             strict_fp32: bool = False) -> str:
     """SHA-256 (20 hex digits) over GPU name, compute capability, TensorRT version, the ONNX
-    file's own SHA-256, the profiles and the precision flag."""
-    ident = gpu_identity(device)
-    onnx_hash = hashlib.sha256(pathlib.Path(onnx_path).read_bytes()).hexdigest()
-    blob = json.dumps({**ident, "onnx": onnx_hash, "fp16": bool(fp16),
-                       "profiles": [dataclasses.astuple(p) for p in profiles]}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    file's own SHA-256, the profiles and the precision flags."""
+    return _plan_digest(gpu_identity(device), hashlib.sha256(pathlib.Path(onnx_path).read_bytes()).hexdigest(),
+                        profiles, fp16, strict_fp32)
+
+
+def _plan_digest(ident: dict, onnx_hash: str, profiles, fp16: bool, strict_fp32: bool) -> str:
+    fields = {**ident, "onnx": onnx_hash, "fp16": bool(fp16), "profiles": [dataclasses.astuple(p) for p in profiles]}
+    if strict_fp32:  # only then, so plans cached before this flag existed keep their keys
+        fields["strict_fp32"] = True
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def build_plan(onnx_path: str | os.PathLike, plan_path: str | os.PathLike, *, fp16: bool = False,
                profiles=DEFAULT_PROFILES, workspace_gib: float = 4.0,
-               timing_cache: str | os.PathLike | None = None) -> pathlib.Path:
+               timing_cache: str | os.PathLike | None = None, strict_fp32: bool = False) -> pathlib.Path:
     """Parse ``onnx_path`` and write a serialized engine (plan) to ``plan_path`` (atomic).
 
     A float16 ONNX file (the ``onnx-fp16`` export) builds a strongly typed network; a float32 one
     builds an fp32 network, with ``BuilderFlag.FP16`` added when ``fp16`` is asked for.
+    ``strict_fp32`` clears ``BuilderFlag.TF32`` (on by default in TensorRT) for models whose
+    registry entry is ``fp32_only``: Kim's curve solve is 5 % off with TF32 (measured on an H100
+    through torch, docs/backends.md).
     """
     trt = import_tensorrt()
     onnx_path = pathlib.Path(onnx_path)
@@ -147,6 +155,8 @@ def build_plan(onnx_path: str | os.PathLike, plan_path: str | os.PathLike, *, fp
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     if fp16 and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
+    if strict_fp32:
+        config.clear_flag(trt.BuilderFlag.TF32)
     input_name = network.get_input(0).name
     for prof in profiles:
         p = builder.create_optimization_profile()
@@ -197,7 +207,8 @@ class TensorRTBackend(Backend):
         fp16 = precision == "fp16"
         # fp16: the half-precision ONNX export, built strongly typed
         self.onnx_path = cached_onnx(model, cache, fp16=fp16)
-        key = plan_key(self.onnx_path, self.profiles, fp16, self.dev_index)
+        self.strict_fp32 = not fp16 and bool(model.info.fp32_only)
+        key = plan_key(self.onnx_path, self.profiles, fp16, self.dev_index, self.strict_fp32)
         self.plan_path = cache / "trt" / f"{self.onnx_path.stem}-{key}.plan"
         ident = gpu_identity(self.dev_index)
         timing = cache / "trt" / f"timing-{ident['gpu'].replace(' ', '_')}-sm{ident['sm']}-trt{ident['tensorrt']}.cache"
@@ -205,7 +216,7 @@ class TensorRTBackend(Backend):
             log.info("building TensorRT plan %s (once per GPU, TensorRT version and weights)", self.plan_path.name)
             with torch.cuda.device(self.dev_index):
                 build_plan(self.onnx_path, self.plan_path, fp16=fp16, profiles=self.profiles,
-                           workspace_gib=workspace_gib, timing_cache=timing)
+                           workspace_gib=workspace_gib, timing_cache=timing, strict_fp32=self.strict_fp32)
         with torch.cuda.device(self.dev_index):
             self.runtime = trt.Runtime(_logger(trt))
             self.engine = self.runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
@@ -253,5 +264,5 @@ class TensorRTBackend(Backend):
     def describe(self) -> dict:
         d = super().describe()
         d.update(tensorrt=self.trt.__version__, plan=str(self.plan_path), onnx=str(self.onnx_path),
-                 profiles=[p.name for p in self.profiles])
+                 profiles=[p.name for p in self.profiles], tf32=self.precision == "fp32" and not self.strict_fp32)
         return d

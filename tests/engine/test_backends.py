@@ -193,6 +193,25 @@ def test_tensorrt_builds_and_matches_torch(tmp_path):
         assert again.plan_path == be.plan_path  # cached plan reused
 
 
+def test_fp32_only_models_ask_every_gpu_back_end_for_strict_fp32():
+    """Kim (fp32_only) must not run in TF32: onnxruntime's CUDA provider gets ``use_tf32=0`` and
+    TensorRT plans are keyed (and built, ``BuilderFlag.TF32`` cleared) apart from TF32 ones. The
+    GPU runs themselves need a GPU; what each back end is told is checked here."""
+    from hdrlift.engine.backends import trt_backend as T
+    from hdrlift.engine.backends.ort_backend import provider_list
+
+    assert provider_list("cpu", strict_fp32=True) == ["CPUExecutionProvider"]
+    assert provider_list("cuda:1") == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert provider_list("cuda", strict_fp32=True)[0] == ("CUDAExecutionProvider", {"device_id": 0, "use_tf32": "0"})
+    ident = {"gpu": "NVIDIA H100", "sm": "9.0", "tensorrt": "11.0"}
+    profiles = T.default_profiles(16)
+    plain = T._plan_digest(ident, "ab" * 32, profiles, False, False)
+    assert T._plan_digest(ident, "ab" * 32, profiles, False, True) != plain
+    assert T._plan_digest(ident, "ab" * 32, profiles, True, False) != plain
+    assert T._plan_digest(ident, "ab" * 32, profiles, False, False) == plain
+    assert get_info("kim").fp32_only and not get_info("hdrcnn-lite").fp32_only
+
+
 # ----------------------------------------------------------------------------- selection and errors
 def test_auto_selection_on_cpu_measures_once_and_logs(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="hdrlift.backends")
