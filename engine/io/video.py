@@ -383,6 +383,27 @@ def _frame_to_rgb(frame: av.VideoFrame, layout: _Layout, matrix: str, full_range
 _INDEXED_FORMATS = ("mov", "mp4")
 
 
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    """How long the header says the video stream lasts, for containers without a sample table.
+
+    Matroska/WebM files written by FFmpeg carry a per-track ``DURATION`` tag (H:MM:SS.fraction);
+    otherwise the stream's own duration; otherwise the container's, when the video is its only
+    stream (an audio track may outlast the picture). None when nothing trustworthy is given.
+    """
+    tag = (stream.metadata or {}).get("DURATION") or (stream.metadata or {}).get("duration")
+    if tag:
+        try:
+            h, m, sec = str(tag).strip().split(":")
+            return int(h) * 3600 + int(m) * 60 + float(sec)
+        except ValueError:
+            pass
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
 def _one_line(exc: BaseException) -> str:
     """A short single-line reason from an exception (FFmpeg errors carry errno + text)."""
     if isinstance(exc, av.FFmpegError):
@@ -479,6 +500,8 @@ class VideoReader:
             self._codec = cc.codec.name
             self._container_format = container.format.name
             self._container_frames = int(stream.frames or 0)
+            self._declared_seconds = _declared_seconds(container, stream)
+            self._stream_start = int(stream.start_time or 0)
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             self._fps = Fraction(rate) if rate else Fraction(24)
             self._time_base = stream.time_base
@@ -605,6 +628,7 @@ class VideoReader:
     def _count_packets(self) -> int:
         container, stream = self._open()
         shown = total = 0
+        end_ticks: int | None = None
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
@@ -614,6 +638,7 @@ class VideoReader:
                         f"{self._path}: truncated or corrupt file (damaged packet after frame {shown})"
                     )
                 total += 1
+                end_ticks = self._packet_end(packet, end_ticks)
                 if not packet.is_discard:
                     shown += 1
         except av.FFmpegError as exc:
@@ -622,16 +647,41 @@ class VideoReader:
             ) from None
         finally:
             self._close_container(container)
-        self._check_complete(total, shown)
+        self._check_complete(total, shown, end_ticks)
         return shown
 
-    def _check_complete(self, packets: int, reached: int) -> None:
-        """Raise when an indexed container promised more samples than the file holds."""
+    def _packet_end(self, packet: Any, latest: int | None) -> int | None:
+        """The later of ``latest`` and the end of ``packet`` (pts + duration), in stream ticks."""
+        if packet.pts is None:
+            return latest
+        dur = packet.duration or 0
+        if not dur and self._time_base:
+            dur = int(round(1 / (self._fps * self._time_base)))
+        end = int(packet.pts) + int(dur)
+        return end if latest is None or end > latest else latest
+
+    def _check_complete(self, packets: int, reached: int, end_ticks: int | None = None) -> None:
+        """Raise when the header promised more than the file holds.
+
+        Indexed containers (MP4/MOV) promise a number of samples; the others (Matroska, WebM...)
+        a duration, which a cut file keeps while losing its end: the last packet must end
+        within 1.5 frame times of it.
+        """
         indexed = any(f in self._container_format.split(",") for f in _INDEXED_FORMATS)
-        if indexed and self._container_frames and packets < self._container_frames:
+        if indexed:
+            if self._container_frames and packets < self._container_frames:
+                raise InputError(
+                    f"{self._path}: truncated file: decoding stopped after frame {reached} "
+                    f"of {self._container_frames}"
+                )
+            return
+        if self._declared_seconds is None or end_ticks is None or not self._time_base:
+            return
+        got = float((end_ticks - self._stream_start) * self._time_base)
+        if got < self._declared_seconds - 1.5 / float(self._fps):
             raise InputError(
-                f"{self._path}: truncated file: decoding stopped after frame {reached} "
-                f"of {self._container_frames}"
+                f"{self._path}: truncated file: decoding stopped after frame {reached} at {got:.3f} s "
+                f"of the {self._declared_seconds:.3f} s the header declares"
             )
 
     # -- decoding ------------------------------------------------------------------------
@@ -665,6 +715,7 @@ class VideoReader:
         container, stream = self._open()
         number = 0
         shown = total = 0
+        end_ticks: int | None = None
         first_pts: int | None = None
         matrix, full = self._tags.matrix or "bt709", self._tags.range == "pc"
         tb = stream.time_base
@@ -685,6 +736,7 @@ class VideoReader:
                             f"{self._path}: truncated or corrupt file (damaged data after frame {number})"
                         )
                     total += 1
+                    end_ticks = self._packet_end(packet, end_ticks)
                     if not packet.is_discard:
                         shown += 1
                 try:
@@ -719,7 +771,7 @@ class VideoReader:
                     rgb = _frame_to_rgb(frame, self._layout, matrix, full)
                     yield Frame(number=number, index=number - 1, pts=frame.pts, time=time, rgb=rgb)
             # End of stream: every packet decoded. Check nothing went missing.
-            self._check_complete(total, number)
+            self._check_complete(total, number, end_ticks)
             if number < shown:
                 raise InputError(
                     f"{self._path}: corrupt video: decoding stopped after frame {number} of {shown}"

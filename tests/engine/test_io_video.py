@@ -265,15 +265,25 @@ def test_truncated_faststart_mp4_names_the_last_good_frame(tmp_path):
     assert 0 < len(got) < N and got == list(range(1, len(got) + 1))
 
 
-def test_truncated_matroska_gives_the_whole_frames_before_the_cut(clips, tmp_path):
-    """Matroska/WebM have no sample table: a cut is only visible as a damaged last block, which
-    FFmpeg drops; the frames before it still decode whole (documented limitation)."""
+def test_truncated_matroska_yields_the_whole_frames_then_says_truncated(clips, tmp_path):
+    """Matroska/WebM have no sample table, and FFmpeg drops the damaged last block without an
+    error; the header's duration (FFmpeg's per-track DURATION tag) survives the cut, so the
+    reader yields the whole frames before it and then raises instead of ending short."""
     data = clips["vp9"].read_bytes()
+    with VideoReader(clips["vp9"]) as r:  # the whole file passes the same check
+        assert len(list(r.frames())) == N and r.frame_count == N
     cut = tmp_path / "cut.webm"
     cut.write_bytes(data[: len(data) // 2])
+    frames = []
     with VideoReader(cut) as r:
-        frames = list(r.frames())
-        assert r.frame_count == len(frames)
+        with pytest.raises(InputError, match=r"truncated file: decoding stopped after frame \d+ at [\d.]+ s of the "
+                                             r"[\d.]+ s the header declares"):
+            for f in r.frames():
+                frames.append(f)
+        with pytest.raises(InputError, match="truncated file"):
+            r.frame_count
+        # a range that ends before the cut never reaches the end, so it is not an error
+        assert [f.number for f in r.frames(1, 2)] == [1, 2]
     assert 0 < len(frames) < N
     for i, f in enumerate(frames):
         assert f.number == i + 1 and np.abs(f.rgb - picture(i)).max() < 0.01
