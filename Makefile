@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test venv dev bench clean
+.PHONY: demo test venv dev bench eval eval-cvvdp clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,25 @@ test: dev
 bench: dev
 	$(PY) bench/bench_hdr_video.py
 
+# The val table of docs/models.md (CPU, about 2 min).
+EVAL_MODELS ?= hdrcnn-lite,expandnet,hdrunet,inverse-crf,landis,akyuz,huo,kovaleski-oliveira
+eval: venv
+	$(VENV)/bin/hdrlift-eval --models $(EVAL_MODELS) --json docs/eval/val.json --markdown docs/eval/val.md
+
+# The same table with ColorVideoVDP JOD. cvvdp imports torchvision, and PyPI's torchvision is built
+# against CUDA torch: it does not load beside the CPU torch 2.13 of $(VENV). So JOD gets its own
+# environment with the CUDA build of torch (about 6 GB; it runs on the CPU when no GPU is present).
+CVVDP_VENV  ?= .venv-cvvdp
+CVVDP_TORCH ?= torch==2.14.1 torchvision==0.29.1
+$(CVVDP_VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(CVVDP_VENV)
+	$(CVVDP_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CVVDP_VENV)/bin/python -m pip install -q $(CVVDP_TORCH) cvvdp
+	$(CVVDP_VENV)/bin/python -m pip install -q -e .
+	touch $@
+
+eval-cvvdp: $(CVVDP_VENV)/.stamp
+	$(CVVDP_VENV)/bin/hdrlift-eval --models $(EVAL_MODELS) --cvvdp --json docs/eval/val.json --markdown docs/eval/val.md
+
 clean:
-	rm -rf $(VENV) demo_out build *.egg-info
+	rm -rf $(VENV) $(CVVDP_VENV) demo_out build *.egg-info

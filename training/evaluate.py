@@ -15,10 +15,13 @@ Protocol (one fixed, seeded set for every model, so rows are comparable):
    (single-image reconstruction cannot know absolute exposure);
 4. metrics (``training/metrics.py``): PSNR-mu (NTIRE 2021: both images divided by the
    reference's 99th percentile, tanh-bounded, mu-law with mu = 5000), PSNR-L, PU21-PSNR,
-   mean |log2| error inside the clipped region in stops (``clipped_stops``), Reinhard-tone-mapped
+   mean |log2| error inside the clipped region in stops (``clipped_stops``), the strength of a
+   fixed-pattern (up-sampling) grid inside large clipped regions (``grid_stops``, NaN where the
+   clipped region is too small; ``--clip 0.25 --size 384`` makes it count), Reinhard-tone-mapped
    PSNR/SSIM (Moriwaki Table 1) and range-wise PSNR/SSIM over the exposure stack EV -4..+1
-   (Moriwaki Tables 2-3); ColorVideoVDP JOD when the ``cvvdp`` package is importable
-   (``--cvvdp``), reported as missing otherwise.
+   (Moriwaki Tables 2-3); ColorVideoVDP JOD with ``--cvvdp`` (``cvvdp_jod``: the ``cvvdp``
+   package, HDR display model ``standard_hdr_linear``, display white at 100 cd/m^2; ``make
+   eval-cvvdp`` sets up the environment it needs).
 
 Scores are averaged over images per clip fraction and over everything ("overall"). Output: a
 markdown table on stdout (and ``--markdown FILE``), all numbers as JSON with ``--json FILE``.
@@ -40,18 +43,21 @@ from hdrlift.engine.atomic import atomic_write_text
 from hdrlift.engine.errors import HdrliftError, InputError, ModelError
 from hdrlift.training import metrics as M
 
-HEADLINE = ("psnr_mu", "pu21_psnr", "psnr_l", "clipped_stops", "reinhard_psnr", "reinhard_ssim", "stack_psnr",
-            "stack_ssim")
-LOWER_IS_BETTER = {"clipped_stops"}
+HEADLINE = ("psnr_mu", "pu21_psnr", "psnr_l", "clipped_stops", "grid_stops", "cvvdp_jod", "reinhard_psnr",
+            "reinhard_ssim", "stack_psnr", "stack_ssim")
+LOWER_IS_BETTER = {"clipped_stops", "grid_stops"}
+DECIMALS = {"grid_stops": 4}  # 3 otherwise
 
 
 def _cvvdp_metric():
-    """A ColorVideoVDP metric object for an HDR display (``cvvdp``), or None when not installed."""
+    """A ColorVideoVDP metric object for an HDR display (``cvvdp``); InputError saying why not."""
     try:
         import pycvvdp  # type: ignore
-    except Exception:  # noqa: BLE001 - any import failure means "not available"
-        return None
-    return pycvvdp.cvvdp(display_name="standard_hdr_linear")
+    except Exception as exc:  # noqa: BLE001 - cvvdp imports torchvision, which fails in many ways
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"--cvvdp needs the cvvdp package and a torchvision that loads beside this torch "
+                         f"({why}); `make eval-cvvdp` sets up such an environment") from None
+    return pycvvdp.cvvdp(display_name="standard_hdr_linear", quiet=True)
 
 
 def _jod(metric, pred: np.ndarray, ref: np.ndarray) -> float:
@@ -129,7 +135,7 @@ def markdown(summary: dict, metrics=HEADLINE) -> str:
             cells = []
             for m in cols:
                 x = v.get(m, float("nan"))
-                txt = f"{x:.3f}" if math.isfinite(x) else "n/a"
+                txt = f"{x:.{DECIMALS.get(m, 3)}f}" if math.isfinite(x) else "n/a"
                 cells.append(f"**{txt}**" if m in best and x == best[m] else txt)
             out.append(f"| `{name}` | " + " | ".join(cells) + " |")
         return out
@@ -187,8 +193,6 @@ def main(argv: list[str] | None = None) -> int:
         cvvdp = None
         if args.cvvdp:
             cvvdp = _cvvdp_metric()
-            if cvvdp is None:
-                raise InputError("--cvvdp needs the cvvdp package (pip install cvvdp)")
         split = None if args.split == "all" else args.split
         t0 = time.perf_counter()
         items = build_items(args.folder, split, args.views, args.size, clips, args.seed)

@@ -27,6 +27,8 @@ All functions take linear float arrays ``H x W x 3`` (prediction, reference) in 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -88,6 +90,63 @@ def clipped_error_stops(pred: np.ndarray, ref: np.ndarray, ldr: np.ndarray) -> f
     return float(np.mean(np.abs(np.log2(yp / yr))))
 
 
+GRID_PERIOD = 8  # the stride of four 2x up-samplings: transposed-conv grids repeat at 2, 4 or 8 px
+
+
+def _box_sum(x: np.ndarray, size: int) -> np.ndarray:
+    """Sum over the ``size`` x ``size`` window starting at each pixel (edge-padded, same shape)."""
+    h, w = x.shape
+    p = np.pad(x.astype(np.float64), ((0, size), (0, size)), mode="edge")
+    c = np.zeros((h + size + 1, w + size + 1))
+    c[1:, 1:] = p.cumsum(0).cumsum(1)
+    return c[size:size + h, size:size + w] - c[:h, size:size + w] - c[size:size + h, :w] + c[:h, :w]
+
+
+def _phase_rms(hp: np.ndarray, inside: np.ndarray, period: int) -> float:
+    """RMS over the ``period`` x ``period`` pixel phases of ``hp`` averaged per phase on ``inside``."""
+    h, w = hp.shape
+    phase = (np.arange(h)[:, None] % period) * period + (np.arange(w)[None, :] % period)
+    n = period * period
+    cnt = np.bincount(phase[inside], minlength=n)
+    if cnt.min() < 4:
+        return float("nan")
+    avg = np.bincount(phase[inside], weights=hp[inside], minlength=n) / cnt
+    return float(np.sqrt(np.mean((avg - avg.mean()) ** 2)))
+
+
+def grid_artefact_stops(pred: np.ndarray, ldr: np.ndarray, period: int = GRID_PERIOD) -> float:
+    """Strength of a fixed-pattern grid inside the clipped region, in stops (0 = none; lower is better).
+
+    Up-sampling by transposed convolution can draw a checkerboard with the network's stride in
+    flat, clipped areas (a sun, a blown window) where nothing else is drawn; PSNR and the clipped
+    error barely see it, a compositor does. Measure, on log2 luminance inside the clipped region:
+
+    1. high-pass: subtract the mean over a window exactly one period wide (which holds no
+       component of period 2, 4 or 8, so the residual keeps the whole grid);
+    2. average the residual separately for each of the ``period`` x ``period`` pixel phases and
+       take the RMS over phases. A grid locked to the pixel lattice survives this average; image
+       content, which has no preferred phase, shrinks towards a floor set by the region's size;
+    3. estimate that floor with the same statistic at the neighbouring periods ``period - 1`` and
+       ``period + 1`` (which no stride-8 network prefers) and return the excess over the larger,
+       clamped at 0.
+
+    Only pixels whose ``period + 1`` window lies wholly inside the clipped region count. NaN where
+    fewer than 4 of them fall on some phase (a small clipped region). Natural HDR references score
+    0.000-0.005 here; see docs/models.md for the figures.
+    """
+    m = clipped_mask(ldr)
+    size = period + 1
+    inside = _box_sum(m.astype(np.float64), size) >= size * size - 0.5
+    y = np.log2(np.maximum(pred @ LUMA, 1e-6).astype(np.float64))
+    rms = []
+    for p in (period, period - 1, period + 1):
+        hp = y - _box_sum(y, p) / (p * p)
+        rms.append(_phase_rms(hp, inside, p))
+    if not all(math.isfinite(r) for r in rms):
+        return float("nan")
+    return max(0.0, rms[0] - max(rms[1], rms[2]))
+
+
 def align_scale(pred: np.ndarray, ref: np.ndarray, ldr: np.ndarray, lo: float = 0.05, hi: float = 0.9) -> float:
     """Geometric-mean scale mapping ``pred`` to ``ref`` over well-exposed pixels."""
     m = (ldr.max(axis=-1) < hi) & (ldr.min(axis=-1) > lo)
@@ -107,6 +166,7 @@ def score(pred: np.ndarray, ref: np.ndarray, ldr: np.ndarray, align: bool = True
         "psnr_l": psnr_l(p, ref),
         "pu21_psnr": pu21_psnr(p, ref),
         "clipped_stops": clipped_error_stops(p, ref, ldr),
+        "grid_stops": grid_artefact_stops(p, ldr),
         "scale": s,
     }
 

@@ -122,3 +122,36 @@ def test_range_wise_and_full_score():
     ldr = np.full(ref.shape, 0.5, np.float32)
     fs = M.full_score(ref * 0.5, ref, ldr)
     assert fs["scale"] == pytest.approx(2.0) and fs["stack_psnr"] == math.inf
+
+
+def _clipped_disc(h=160, w=160, r=60):
+    """An LDR frame with a large clipped disc and the matching smooth HDR fill (a soft sun)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = np.hypot(yy - h / 2, xx - w / 2)
+    ldr = np.repeat(np.clip(2.0 - d / r, 0, 1)[..., None], 3, -1).astype(np.float32)
+    hdr = np.repeat((1.0 + 8.0 * np.exp(-(d / r) ** 2))[..., None], 3, -1).astype(np.float32)
+    return ldr, hdr
+
+
+def test_grid_artefact_finds_a_stride_8_grid_and_ignores_smooth_and_aperiodic_fills():
+    ldr, hdr = _clipped_disc()
+    assert M.clipped_mask(ldr).sum() > 5000
+    smooth = M.grid_artefact_stops(hdr, ldr)
+    assert 0.0 <= smooth < 1e-3
+    # aperiodic texture of 0.1 stops: no preferred phase, so it stays near the floor
+    rng = np.random.default_rng(3)
+    textured = hdr * np.exp2(rng.normal(0, 0.1, hdr.shape[:2]))[..., None].astype(np.float32)
+    assert M.grid_artefact_stops(textured, ldr) < 5e-3
+    # the same texture plus a stride-8 pattern of +-0.03 stops (what a transposed conv draws)
+    yy, xx = np.mgrid[0:ldr.shape[0], 0:ldr.shape[1]]
+    pattern = np.where(((yy % 8) < 4) ^ ((xx % 8) < 4), 0.03, -0.03)
+    gridded = textured * np.exp2(pattern)[..., None].astype(np.float32)
+    g = M.grid_artefact_stops(gridded, ldr)
+    assert 0.02 < g < 0.04, g  # RMS of a +-0.03 square wave is 0.03
+    # the metric is in the eval rows
+    assert M.score(gridded, hdr, ldr)["grid_stops"] == pytest.approx(g, rel=1e-6, abs=1e-9)
+
+
+def test_grid_artefact_is_nan_without_a_large_clipped_region():
+    ldr, hdr = _clipped_disc(r=6)
+    assert math.isnan(M.grid_artefact_stops(hdr, ldr))
