@@ -50,6 +50,7 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
     from hdrlift.engine.colour import DEFAULT_CONFIG, DEFAULT_OUTPUT_SPACE
     from hdrlift.engine.models import DEFAULT_MODEL
     from hdrlift.engine.pipeline import EXR_COMPRESSIONS
+    from hdrlift.engine.tiling import DEFAULT_MAX_PIXELS
 
     if video:
         desc = ("Reconstruct scene-linear HDR from an SDR video, image sequence or still, frame by frame, "
@@ -72,6 +73,13 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
                    help="inference back end (default auto: TensorRT on CUDA when installed, else the faster of "
                         "torch and onnxruntime, measured once and cached); the choice is reported")
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="inference precision (default fp32)")
+    g.add_argument("--max-pixels", type=_positive, metavar="N", help="frames above N pixels run in overlapping, "
+                   f"blended tiles (default {DEFAULT_MAX_PIXELS:,} = 1080p; raise it on a GPU with memory to spare)")
+    if video:
+        g.add_argument("--batch", type=_positive, metavar="N", help="frames per back-end call while N frames fit "
+                       "--max-pixels together (default 4 on CUDA, 1 on the CPU)")
+        g.add_argument("--encode-workers", type=_positive, default=2, metavar="N",
+                       help="threads converting to the output space and writing EXRs (default 2)")
     g.add_argument("--list-models", action="store_true", help="list models and whether weights are shipped (with "
                    "--server: the server's models and whether they run there), then exit")
     c = ap.add_argument_group("colour (OpenColorIO)")
@@ -250,7 +258,8 @@ def _run(prog: str, argv: list[str] | None, video: bool) -> int:
                                ocio_config=args.ocio_config, input_space=args.input_colorspace,
                                output_space=args.output_colorspace, half=not args.float,
                                compression=args.compression, mask_layer=args.mask_layer,
-                               backend=args.backend, precision=args.precision)
+                               backend=args.backend, precision=args.precision, max_pixels=args.max_pixels,
+                               **({"batch": args.batch, "encode_workers": args.encode_workers} if video else {}))
         pipe = Pipeline(opts)
         progress = None if args.quiet else default_progress()
         if video:

@@ -4,8 +4,14 @@
       -> model (registry) -> colour out (OCIO: linear Rec.709 -> output space)
       -> encode (OpenEXR, atomic) | reply (server) | host image
 
-Decoding and EXR encoding run in their own threads, connected to inference by bounded queues,
-so the slowest stage sets the rate and memory stays flat for any clip length.
+Three stages, connected by bounded queues so that the slowest one sets the rate and memory stays
+flat for any clip length:
+
+* the decode thread decodes a frame and converts it into the network's input domain (colour in);
+* the calling thread runs inference, ``batch`` frames of one size per back-end call when the
+  tiling budget (``max_pixels``) holds them, else one frame (tiled when large);
+* ``encode_workers`` threads convert the network output to the output space (colour out) and
+  write the EXR (atomic).
 """
 
 from __future__ import annotations
@@ -60,12 +66,17 @@ class PipelineOptions:
     max_pixels: int | None = None  # frames above this many pixels run in overlapping tiles (None: default)
     cache_dir: str | None = None  # ONNX exports, TensorRT plans, auto-selection records
     encode_workers: int = 2
+    batch: int | None = None  # frames per back-end call (None: 4 on CUDA, 1 on the CPU), within max_pixels
 
     def validate(self) -> None:
         if self.compression not in EXR_COMPRESSIONS:
             raise OutputError(f"unknown EXR compression {self.compression!r}; choose one of {', '.join(EXR_COMPRESSIONS)}")
         if self.queue_size < 1 or self.encode_workers < 1:
             raise ValueError("queue_size and encode_workers must be >= 1")
+        if self.batch is not None and self.batch < 1:
+            raise InputError(f"batch must be >= 1, got {self.batch}")
+        if self.max_pixels is not None and self.max_pixels < 64 * 64:
+            raise InputError(f"max_pixels must be at least 4096 (64 x 64), got {self.max_pixels}")
 
 
 @dataclasses.dataclass
@@ -83,7 +94,7 @@ class RunReport:
     seconds: float
     input_space: str
     output_space: str
-    timings: dict[str, float]  # seconds spent per stage: decode, model, encode (busy time)
+    timings: dict[str, float]  # busy seconds per stage: decode, colour (in + out), model, encode
 
     @property
     def fps(self) -> float:
@@ -133,6 +144,7 @@ class Pipeline:
         self.backend = create_backend(self.model, kind=opts.backend, device=opts.device,
                                       precision=opts.precision, cache_dir=opts.cache_dir)
         self.max_pixels = opts.max_pixels or DEFAULT_MAX_PIXELS
+        self.batch = opts.batch or (4 if str(opts.device).startswith("cuda") else 1)
         self._lock = threading.Lock()
         try:
             self.chromaticities = self.colour.chromaticities(self.output_space)
@@ -223,7 +235,7 @@ class Pipeline:
             raise InputError(f"frame range {start}-{end} is empty")
         reader = open_source(source, **(reader_options or {}))
         t0 = time.perf_counter()
-        timings = {"decode": 0.0, "model": 0.0, "encode": 0.0}
+        timings = {"decode": 0.0, "colour": 0.0, "model": 0.0, "encode": 0.0}
         written: list[pathlib.Path] = []
         skipped: list[pathlib.Path] = []
         with reader:
@@ -244,52 +256,62 @@ class Pipeline:
             remove_stale_temporaries(out_dir)
 
             total = self._count(reader, start, end, every)
-            frames_iter = self._decode_thread(reader.frames(start=start, end=end, every=every), timings)
+            mid = None if total is None else total // 2
+            seen = [0]
+            colour_in = [0.0]  # touched by the decode thread only; added to timings at the end
+
+            def prepare(frame) -> _Work | _Skip:
+                """Decode thread: skip a finished frame, or bring the frame into the network domain."""
+                target = path_for(frame.number)
+                seen[0] += 1
+                # the preview shows the first frame and the middle one
+                want_preview = preview is not None and (seen[0] == 1 or seen[0] - 1 == mid)
+                if target.exists():
+                    if resume and exr.is_complete_exr(target) and not want_preview:
+                        return _Skip(target)
+                    if not (resume or overwrite):
+                        raise OutputError(f"{target} exists; pass --resume to skip finished frames or --overwrite")
+                t = time.perf_counter()
+                net_in = to_net(self._check_frame_in(frame, source))
+                np.clip(net_in, 0.0, 1.0, out=net_in)
+                colour_in[0] += time.perf_counter() - t
+                return _Work(frame.number, target, net_in, want_preview)
+
+            items = self._decode_thread(reader.frames(start=start, end=end, every=every), timings, prepare)
             preview_pick = None
             pending: list[tuple[pathlib.Path, Future]] = []
             done = 0
-            n_seen = 0
-            mid = None if total is None else total // 2
             with ThreadPoolExecutor(max_workers=self.options.encode_workers, thread_name_prefix="exr") as pool:
                 try:
-                    for frame in frames_iter:
-                        target = path_for(frame.number)
-                        n_seen += 1
-                        want_preview = preview is not None and (preview_pick is None or n_seen - 1 == mid)
-                        if target.exists():
-                            if resume and exr.is_complete_exr(target) and not want_preview:
-                                skipped.append(target)
-                                done += 1
-                                if progress:
-                                    progress(done, total, time.perf_counter() - t0)
-                                continue
-                            if not (resume or overwrite):
-                                raise OutputError(f"{target} exists; pass --resume to skip finished frames or --overwrite")
-                        tm = time.perf_counter()
-                        rgb = self._check_frame_in(frame, source)
-                        net_in = to_net(rgb)
-                        np.clip(net_in, 0.0, 1.0, out=net_in)
-                        lin, mask = self._infer(net_in)
-                        result = FrameResult(hdr=self._to_output(lin), mask=mask, linear709=lin)
-                        timings["model"] += time.perf_counter() - tm
-                        if want_preview:
-                            preview_pick = (net_in, lin)
-                        if resume and target.exists() and exr.is_complete_exr(target):
-                            skipped.append(target)
+                    for group in self._groups(items):
+                        if isinstance(group, _Skip):
+                            skipped.append(group.target)
                             done += 1
+                            if progress:
+                                progress(done, total, time.perf_counter() - t0)
                             continue
-                        attrs = self.exr_attributes(source, frame.number, input_space)
-                        # bounded: wait for the oldest write before queueing more
-                        while len(pending) >= self.options.queue_size:
-                            self._finish(pending.pop(0), written, timings)
-                        pending.append((target, pool.submit(self._timed_write, target, result, attrs)))
-                        done += 1
-                        if progress:
-                            progress(done, total, time.perf_counter() - t0)
+                        tm = time.perf_counter()
+                        outputs = self._infer_group([w.net_in for w in group])
+                        timings["model"] += time.perf_counter() - tm
+                        for w, (lin, mask) in zip(group, outputs):
+                            if w.preview:
+                                preview_pick = (w.net_in, lin)
+                            if resume and w.target.exists() and exr.is_complete_exr(w.target):
+                                skipped.append(w.target)
+                                done += 1
+                                continue
+                            attrs = self.exr_attributes(source, w.number, input_space)
+                            # bounded: wait for the oldest write before queueing more
+                            while len(pending) >= self.options.queue_size:
+                                self._finish(pending.pop(0), written, timings)
+                            pending.append((w.target, pool.submit(self._colour_and_write, w.target, lin, mask, attrs)))
+                            done += 1
+                            if progress:
+                                progress(done, total, time.perf_counter() - t0)
                     while pending:
                         self._finish(pending.pop(0), written, timings)
                 except BaseException:
-                    frames_iter.close()
+                    items.close()
                     # let frames already being written finish (atomic writes: no partial files)
                     for _, fut in pending:
                         try:
@@ -297,6 +319,7 @@ class Pipeline:
                         except Exception:
                             pass
                     raise
+        timings["colour"] += colour_in[0]
         if done == 0:
             raise InputError(f"no frames to convert in {source} for the requested range")
         if preview is not None and preview_pick is not None:
@@ -304,15 +327,65 @@ class Pipeline:
         return RunReport(written=written, skipped=skipped, frames=done, seconds=time.perf_counter() - t0,
                          input_space=input_space, output_space=self.output_space, timings=timings)
 
-    def _timed_write(self, path, result, attrs) -> float:
+    def _groups(self, items: Iterable) -> Iterator:
+        """``_Skip`` items one by one, ``_Work`` items in lists of up to ``batch`` frames of one size
+        that fit ``max_pixels`` together. An error from upstream is raised only after the frames
+        gathered before it have been handed on (they are finished: nothing is lost)."""
+        group: list[_Work] = []
+        limit = 1
+        try:
+            for item in items:
+                if isinstance(item, _Skip):
+                    yield item
+                    continue
+                if group and item.net_in.shape != group[0].net_in.shape:
+                    yield group
+                    group = []
+                if not group:
+                    h, w = item.net_in.shape[:2]
+                    limit = max(1, min(self.batch, self.max_pixels // (h * w)))
+                group.append(item)
+                if len(group) >= limit:
+                    yield group
+                    group = []
+        except BaseException:
+            if group:
+                pending, group = group, []
+                yield pending
+            raise
+        if group:
+            yield group
+
+    def _infer_group(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Inference for frames of one size: one back-end call for the lot when there are
+        several (they fit the budget by construction), else the tiler."""
+        if len(frames) == 1:
+            return [self._infer(frames[0])]
+        x = np.stack([f.transpose(2, 0, 1) for f in frames])
+        hdr, mask = self.backend.run(x)
+        out = []
+        for i in range(len(frames)):
+            lin = np.ascontiguousarray(hdr[i].transpose(1, 2, 0))
+            if not np.isfinite(lin).all():
+                raise ModelError(f"model {self.model_name!r} produced non-finite values")
+            out.append((lin, np.ascontiguousarray(mask[i, 0])))
+        return out
+
+    def _colour_and_write(self, path: pathlib.Path, lin: np.ndarray, mask: np.ndarray,
+                          attrs: dict) -> tuple[float, float]:
+        """Encode worker: colour out, then the atomic EXR write; returns (colour s, write s)."""
         t = time.perf_counter()
+        result = FrameResult(hdr=self._to_output(lin), mask=mask, linear709=lin)
+        t1 = time.perf_counter()
         self.write_frame(path, result, attrs)
-        return time.perf_counter() - t
+        return t1 - t, time.perf_counter() - t1
 
     @staticmethod
     def _finish(item, written, timings) -> None:
         path, fut = item
-        timings["encode"] += fut.result()
+        colour_s, write_s = fut.result()
+        timings["colour"] += colour_s
+        timings["encode"] += write_s
         written.append(path)
 
     @staticmethod
@@ -341,9 +414,10 @@ class Pipeline:
         hi = min(end if end is not None else first + n - 1, first + n - 1)
         return max(0, (hi - lo) // every + 1) if hi >= lo else 0
 
-    def _decode_thread(self, frames: Iterable, timings: dict) -> Iterator:
-        """Run the decoder in its own thread, handing frames over a bounded queue."""
-        q: queue.Queue = queue.Queue(maxsize=self.options.queue_size)
+    def _decode_thread(self, frames: Iterable, timings: dict, prepare: Callable | None = None) -> Iterator:
+        """Run the decoder (and ``prepare``, the colour-in step) in its own thread, handing the
+        results over a bounded queue (room for one batch at least)."""
+        q: queue.Queue = queue.Queue(maxsize=max(self.options.queue_size, self.batch))
         stop = threading.Event()
 
         def work():
@@ -356,6 +430,8 @@ class Pipeline:
                     except StopIteration:
                         break
                     timings["decode"] += time.perf_counter() - t
+                    if prepare is not None:
+                        f = prepare(f)
                     while not stop.is_set():
                         try:
                             q.put(f, timeout=0.1)
@@ -392,6 +468,19 @@ class Pipeline:
                     th.join(timeout=0.05)
 
         return gen()
+
+
+@dataclasses.dataclass
+class _Work:
+    number: int
+    target: pathlib.Path
+    net_in: np.ndarray  # H x W x 3 float32 in the network input domain
+    preview: bool
+
+
+@dataclasses.dataclass
+class _Skip:
+    target: pathlib.Path  # already complete (--resume)
 
 
 _TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)-")

@@ -167,3 +167,15 @@ def test_unexpected_exception_is_one_line_unless_debugging(sample_clip, tmp_path
     monkeypatch.setenv("HDRLIFT_DEBUG", "1")
     with pytest.raises(RuntimeError, match="boom"):
         video_main([str(sample_clip), str(tmp_path / "o"), "--model", "inverse-crf", "-q"])
+
+
+def test_batch_budget_and_encode_workers_options(sample_clip, tmp_path, capsys):
+    rc = video_main([str(sample_clip), str(tmp_path / "exr"), "--model", "inverse-crf", "--batch", "3",
+                     "--max-pixels", str(3 * 96 * 64), "--encode-workers", "1", "--frames", "1-7", "-q"])
+    assert rc == 0 and len(list((tmp_path / "exr").glob("street.*.exr"))) == 7
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        video_main([str(sample_clip), str(tmp_path / "x"), "--batch", "0"])
+    assert e.value.code == 2 and "--batch: must be a positive integer" in capsys.readouterr().err
+    assert image_main([str(_png(tmp_path / "in.png")), str(tmp_path / "o.exr"), "--max-pixels", "100"]) == 2
+    assert "max_pixels must be at least 4096" in _one_line_error(capsys, "hdr-image")

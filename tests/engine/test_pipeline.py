@@ -219,3 +219,65 @@ def test_memory_stays_bounded_on_300_frames(tmp_path):
     frame_kib = 320 * 180 * 3 * 4 / 1024
     # 270 more frames of float32 would be ~60 MiB; allow a few frames of slack only
     assert peaks[1] - peaks[0] < 12 * frame_kib + 8 * 1024, peaks
+
+
+def _calls(pipe: Pipeline) -> list[int]:
+    """Record the batch size of every back-end call (the real back end still does the work)."""
+    sizes: list[int] = []
+    run = pipe.backend.run
+
+    def recording(x):
+        sizes.append(int(x.shape[0]))
+        return run(x)
+
+    pipe.backend.run = recording
+    return sizes
+
+
+def test_batched_inference_matches_frame_by_frame(sample_clip, tmp_path):
+    """Frames of one size go through the back end together (batch, within max_pixels), and the
+    EXRs equal the frame-by-frame run's."""
+    opts = dict(model="hdrcnn-lite", backend="torch", half=False)
+    one = Pipeline(PipelineOptions(**opts, batch=1))
+    one_calls = _calls(one)
+    one.convert(sample_clip, tmp_path / "one")
+    five = Pipeline(PipelineOptions(**opts, batch=5))
+    five_calls = _calls(five)
+    rep = five.convert(sample_clip, tmp_path / "five")
+    assert one_calls == [1] * 12 and five_calls == [5, 5, 2]
+    assert rep.frames == 12 and set(rep.timings) == {"decode", "colour", "model", "encode"}
+    assert all(v > 0 for v in rep.timings.values())
+    a, b = _exrs(tmp_path / "one"), _exrs(tmp_path / "five")
+    assert [f.name for f in a] == [f.name for f in b] and len(a) == 12
+    for fa, fb in zip(a, b):
+        np.testing.assert_allclose(read_exr(fb)[0], read_exr(fa)[0], rtol=1e-5, atol=1e-6)
+    # the tiling budget caps the batch: two 96 x 64 frames fit 12,288 pixels, three do not
+    capped = Pipeline(PipelineOptions(**opts, batch=5, max_pixels=2 * 96 * 64))
+    capped_calls = _calls(capped)
+    capped.convert(sample_clip, tmp_path / "capped", start=1, end=5)
+    assert capped_calls == [2, 2, 1]
+
+
+def test_error_while_a_batch_gathers_writes_the_frames_before_it(sample_clip, tmp_path):
+    """Frame 4's output exists (no --resume/--overwrite): the run stops there with a one-line
+    error, after writing frames 1-3, which were waiting for a batch of 5; frame 4's file is
+    untouched and nothing after it is written."""
+    out = tmp_path / "out"
+    out.mkdir()
+    blocker = out / "street.0004.exr"
+    blocker.write_bytes(b"not mine")
+    pipe = Pipeline(PipelineOptions(model="inverse-crf", batch=5))
+    with pytest.raises(OutputError, match="street.0004.exr exists"):
+        pipe.convert(sample_clip, out)
+    assert [f.name for f in _exrs(out)] == ["street.0001.exr", "street.0002.exr", "street.0003.exr",
+                                            "street.0004.exr"]
+    assert all(is_complete_exr(out / f"street.000{i}.exr") for i in (1, 2, 3))
+    assert blocker.read_bytes() == b"not mine"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_bad_batch_and_budget_are_one_line_input_errors():
+    with pytest.raises(InputError, match="batch must be >= 1"):
+        Pipeline(PipelineOptions(model="inverse-crf", batch=0))
+    with pytest.raises(InputError, match="max_pixels must be at least 4096"):
+        Pipeline(PipelineOptions(model="inverse-crf", max_pixels=100))
