@@ -406,6 +406,13 @@ class Pipeline:
 
     @staticmethod
     def _count(reader, start, end, every) -> int | None:
+        """How many frames ``reader.frames(start, end, every)`` yields (None when unknown)."""
+        numbers = getattr(reader, "numbers", None)
+        if numbers is not None:  # an image sequence: count the files that exist (gaps are skipped)
+            if not numbers:
+                return 0
+            s = numbers[0] if start is None else start
+            return sum(1 for n in numbers if n >= s and (end is None or n <= end) and (n - s) % every == 0)
         n = getattr(reader, "frame_count", None)
         first = getattr(reader, "first_number", 1)
         if not n:

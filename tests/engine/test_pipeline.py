@@ -281,3 +281,23 @@ def test_bad_batch_and_budget_are_one_line_input_errors():
         Pipeline(PipelineOptions(model="inverse-crf", batch=0))
     with pytest.raises(InputError, match="max_pixels must be at least 4096"):
         Pipeline(PipelineOptions(model="inverse-crf", max_pixels=100))
+
+
+def test_progress_total_counts_the_files_of_a_sequence_with_gaps(tmp_path):
+    """Frames 1, 2, 5, 9, 10 exist: the progress total is the number of files the run will
+    convert (with a range and --every too), not the span of their numbers."""
+    import OpenImageIO as oiio
+
+    src = tmp_path / "seq"
+    src.mkdir()
+    for n in (1, 2, 5, 9, 10):
+        img = np.full((16, 24, 3), 20 * n, np.uint8)
+        assert oiio.ImageBuf(img).write(str(src / f"plate.{n:04d}.png"))
+    pipe = Pipeline(PipelineOptions(model="inverse-crf"))
+    for kwargs, expect in (({}, [1, 2, 5, 9, 10]), ({"start": 2, "end": 9}, [2, 5, 9]),
+                           ({"start": 1, "every": 4}, [1, 5, 9])):
+        seen = []
+        out = tmp_path / f"out{len(expect)}{kwargs.get('every', 1)}"
+        pipe.convert(src / "plate.####.png", out, progress=lambda done, total, t: seen.append((done, total)), **kwargs)
+        assert [int(p.name.split(".")[1]) for p in _exrs(out)] == expect
+        assert seen and all(total == len(expect) for _, total in seen) and seen[-1][0] == len(expect), seen
