@@ -36,6 +36,8 @@ import argparse
 import collections
 import concurrent.futures
 import dataclasses
+import functools
+import inspect
 import hmac
 import json
 import logging
@@ -756,11 +758,36 @@ class JobManager:
 
 
 # --------------------------------------------------------------------------- the servicer
+def _rpc(fn):
+    """Map whatever a handler raises to a gRPC status (``HdrliftServer.abort``). For streaming
+    handlers (generators) ``GeneratorExit``, which gRPC sends when the client goes away, passes
+    through untouched."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def streaming(self, request, context):
+            try:
+                yield from fn(self, request, context)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - every error becomes a status
+                self.s.abort(context, exc)
+        return streaming
+
+    @functools.wraps(fn)
+    def unary(self, request, context):
+        try:
+            return fn(self, request, context)
+        except BaseException as exc:  # noqa: BLE001 - every error becomes a status
+            self.s.abort(context, exc)
+    return unary
+
+
 class HdrliftServicer(pb_grpc.HdrliftServicer):
     def __init__(self, server: "HdrliftServer"):
         self.s = server
 
     # -- info
+    @_rpc
     def ListModels(self, request, context):
         cfg = self.s.config
         out = pb.ListModelsReply(default_model=cfg.model, default_input_space=self.s.default_input_space,
@@ -772,6 +799,7 @@ class HdrliftServicer(pb_grpc.HdrliftServicer):
                            is_default=info.name == cfg.model, version=str(info.version))
         return out
 
+    @_rpc
     def GetServerInfo(self, request, context):
         from hdrlift.engine.backends.base import cuda_available, tensorrt_importable
 
@@ -795,26 +823,24 @@ class HdrliftServicer(pb_grpc.HdrliftServicer):
                              colorspaces=self.s.colour.colorspaces(), default_model=cfg.model)
 
     # -- frames
+    @_rpc
     def Reconstruct(self, request, context):
-        try:
-            self.s.check_serving()
-            h = request.header
-            code = h.dtype or pb.DTYPE_FLOAT
-            if code in (pb.DTYPE_HALF, pb.DTYPE_FLOAT) and 0 < h.width and 0 < h.height:
-                out_c = 4 if h.options.return_mask else 3
-                oc = h.options.output_dtype or code
-                if oc in (pb.DTYPE_HALF, pb.DTYPE_FLOAT) and \
-                        fr.planar_size(h.width, h.height, out_c, oc) > self.s.config.max_message_bytes - 4096:
-                    raise RpcFailure(SC.OUT_OF_RANGE, f"a {h.width}x{h.height} reply does not fit one message "
-                                     f"({self.s.config.max_message_bytes} bytes); use ReconstructStream")
-            prep = self.s.prepare(0, h, request.data, context)
-            context.add_callback(prep.item.cancelled.set)
-            _CallLog.current().update(model=prep.settings.model, width=prep.width, height=prep.height, frames=1)
-            lin, mask = self.s.wait_frame(prep, context)
-            header, data = self.s.finish(prep, lin, mask)
-            return pb.ReconstructReply(header=header, data=data)
-        except BaseException as exc:  # noqa: BLE001
-            self.s.abort(context, exc)
+        self.s.check_serving()
+        h = request.header
+        code = h.dtype or pb.DTYPE_FLOAT
+        if code in (pb.DTYPE_HALF, pb.DTYPE_FLOAT) and 0 < h.width and 0 < h.height:
+            out_c = 4 if h.options.return_mask else 3
+            oc = h.options.output_dtype or code
+            if oc in (pb.DTYPE_HALF, pb.DTYPE_FLOAT) and \
+                    fr.planar_size(h.width, h.height, out_c, oc) > self.s.config.max_message_bytes - 4096:
+                raise RpcFailure(SC.OUT_OF_RANGE, f"a {h.width}x{h.height} reply does not fit one message "
+                                 f"({self.s.config.max_message_bytes} bytes); use ReconstructStream")
+        prep = self.s.prepare(0, h, request.data, context)
+        context.add_callback(prep.item.cancelled.set)
+        _CallLog.current().update(model=prep.settings.model, width=prep.width, height=prep.height, frames=1)
+        lin, mask = self.s.wait_frame(prep, context)
+        header, data = self.s.finish(prep, lin, mask)
+        return pb.ReconstructReply(header=header, data=data)
 
     def ReconstructStream(self, request_iterator, context):
         s = self.s
@@ -938,34 +964,24 @@ class HdrliftServicer(pb_grpc.HdrliftServicer):
             cleanup()
 
     # -- jobs
+    @_rpc
     def SubmitJob(self, request, context):
-        try:
-            self.s.check_serving()
-            rec = self.s.jobs.submit(request)
-            _CallLog.current().update(job=rec.id, source=rec.source)
-            return rec.proto()
-        except BaseException as exc:  # noqa: BLE001
-            self.s.abort(context, exc)
+        self.s.check_serving()
+        rec = self.s.jobs.submit(request)
+        _CallLog.current().update(job=rec.id, source=rec.source)
+        return rec.proto()
 
+    @_rpc
     def GetJob(self, request, context):
-        try:
-            return self.s.jobs.get(request.id).proto()
-        except BaseException as exc:  # noqa: BLE001
-            self.s.abort(context, exc)
+        return self.s.jobs.get(request.id).proto()
 
+    @_rpc
     def WatchJob(self, request, context):
-        try:
-            yield from self.s.jobs.watch(request.id, context)
-        except BaseException as exc:  # noqa: BLE001
-            if isinstance(exc, GeneratorExit):
-                raise
-            self.s.abort(context, exc)
+        yield from self.s.jobs.watch(request.id, context)
 
+    @_rpc
     def CancelJob(self, request, context):
-        try:
-            return self.s.jobs.cancel(request.id).proto()
-        except BaseException as exc:  # noqa: BLE001
-            self.s.abort(context, exc)
+        return self.s.jobs.cancel(request.id).proto()
 
 
 class HdrliftServer:
