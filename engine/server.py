@@ -1186,7 +1186,15 @@ class HdrliftServer:
         c = self.config
         opts = [("grpc.max_receive_message_length", c.max_message_bytes),
                 ("grpc.max_send_message_length", c.max_message_bytes),
-                ("grpc.so_reuseport", 0)]
+                ("grpc.so_reuseport", 0),
+                # accept the clients' keepalive pings however long a frame takes (gRPC's default
+                # would answer pings more often than every 5 min without data with GOAWAY), and
+                # ping them in turn, so a client that vanished frees its stream's frames
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+                ("grpc.http2.max_ping_strikes", 0),
+                ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000),
+                ("grpc.http2.ping_timeout_ms", 20_000),
+                ("grpc.http2.max_pings_without_data", 0)]
         interceptors: list[grpc.ServerInterceptor] = [LogInterceptor(self.metrics, c.log_stream)]
         if c.tokens:
             interceptors.append(AuthInterceptor(c.tokens))

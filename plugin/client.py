@@ -41,6 +41,7 @@ from hdrlift.plugin.v1 import hdrlift_pb2_grpc as pb_grpc
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Hdrlift"].full_name
 DEFAULT_MAX_MESSAGE = 64 << 20
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+DEFAULT_KEEPALIVE_S = 30.0  # seconds between HTTP/2 pings on an open call (0: none)
 JOB_DONE = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
 
 
@@ -158,7 +159,8 @@ class Client:
                  tls: bool = False, ca_file: str | None = None, cert_file: str | None = None,
                  key_file: str | None = None, server_name: str | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE, chunk_bytes: int = fr.DEFAULT_CHUNK_BYTES,
-                 retries: int = 4, timeout: float | None = None, options: list | None = None):
+                 retries: int = 4, timeout: float | None = None, options: list | None = None,
+                 keepalive: float = DEFAULT_KEEPALIVE_S):
         names = [a.strip() for a in (servers.split(",") if isinstance(servers, str) else servers) if a.strip()]
         target, tls_name = channel_target(names)
         self.target = target
@@ -172,6 +174,14 @@ class Client:
                 ("grpc.max_send_message_length", int(max_message_bytes)),
                 ("grpc.service_config", service_config(self.retries)),
                 ("grpc.enable_retries", 1)]
+        if keepalive and keepalive > 0:
+            # HTTP/2 pings while a call is open, answered or not: a server that vanishes without
+            # closing the connection (power loss, silent partition) ends the call UNAVAILABLE
+            # after ``keepalive`` + at most 20 s, and its frames go to the other servers
+            ms = max(100, int(keepalive * 1000))
+            wait = min(20000, ms)  # for the ping's answer; gRPC's ping timeout would leave it at 60 s
+            opts += [("grpc.keepalive_time_ms", ms), ("grpc.keepalive_timeout_ms", wait),
+                     ("grpc.http2.ping_timeout_ms", wait), ("grpc.http2.max_pings_without_data", 0)]
         if cert_file or key_file or ca_file:
             tls = True
         if tls:
@@ -507,7 +517,8 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
                    server_name: str | None = None, streams: int | None = None, window: int = 4,
                    progress: Callable[[int, int | None, float], None] | None = None,
                    reader_options: dict | None = None, ocio_config: str | None = None, wire_dtype: str = "float",
-                   timeout: float | None = None, retries: int = 4, connect_timeout: float | None = 30.0):
+                   timeout: float | None = None, retries: int = 4, connect_timeout: float | None = 30.0,
+                   keepalive: float = DEFAULT_KEEPALIVE_S):
     """``hdr-video --server``: decode here, reconstruct on the server(s), write EXRs here.
 
     The server is asked first (``ListModels``, within ``connect_timeout``) whether it can run
@@ -540,7 +551,7 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
         raise OutputError(f"output must be an .exr file, got {os.fspath(output)!r}")
     n_addr = len([a for a in servers.split(",") if a.strip()])
     client = Client(servers, token=token, tls=tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
-                    server_name=server_name, retries=retries)
+                    server_name=server_name, retries=retries, keepalive=keepalive)
     cm = ColourManager(ocio_config)
     t0 = time.perf_counter()
     written, skipped = [], []

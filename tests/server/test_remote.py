@@ -219,3 +219,54 @@ def test_hdr_video_server_token_and_tls(sample_clip, make_server, certs, tmp_pat
     assert s.metrics.total_frames() == 4
     assert go("c", *tls, "--token-file", str(tmp_path / "missing")) == 2
     assert "token file" in _one_line(capsys)
+
+
+def test_a_server_process_killed_mid_clip_loses_no_frame(sample_clip, tmp_path):
+    """Two real ``hdrlift-serve`` processes; one is SIGKILLed (no drain, no goodbye) after the
+    third frame is written. The client resends what the dead server never answered to the
+    other one: every frame arrives, equal to a local run."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    procs = []
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "hdrlift.engine.server", "--host", "127.0.0.1", "--port", "0",
+                 "--model", "landis", "--backend", "torch", "--max-batch", "1"],
+                stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}))
+        ports = [json.loads(p.stderr.readline())["port"] for p in procs]
+        logs: list[list[str]] = [[], []]
+        readers = [threading.Thread(target=lambda p=p, out=out: out.extend(p.stderr), daemon=True)
+                   for p, out in zip(procs, logs)]  # also keeps the pipes from filling
+        for th in readers:
+            th.start()
+        servers = ",".join(f"127.0.0.1:{port}" for port in ports)
+        killed = []
+
+        def progress(done, total, elapsed):
+            if done >= 3 and not killed:
+                procs[0].send_signal(signal.SIGKILL)
+                killed.append(done)
+
+        rep = convert_remote(sample_clip, tmp_path / "remote", servers, model="landis", progress=progress,
+                             window=2, retries=8)
+        assert killed and procs[0].wait(30) == -signal.SIGKILL
+        assert rep.frames == 12 and len(rep.written) == 12
+        procs[1].send_signal(signal.SIGTERM)
+        assert procs[1].wait(60) == 0
+        readers[1].join(10)
+        stopped = [json.loads(ln) for ln in logs[1] if ln.startswith("{") and '"stopped"' in ln]
+        survivor = stopped[-1]["frames"]
+        assert 0 < survivor < 12  # both servers worked; the rest came from the survivor
+        reference("landis").convert(sample_clip, tmp_path / "local")
+        names = sorted(os.listdir(tmp_path / "local"))
+        assert sorted(os.listdir(tmp_path / "remote")) == names and len(names) == 12
+        for n in names:
+            assert np.array_equal(read_exr(tmp_path / "remote" / n).pixels, read_exr(tmp_path / "local" / n).pixels)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -386,3 +387,98 @@ def test_hdrlift_serve_process_drains_and_exits_on_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+class FreezingProxy:
+    """A loopback TCP relay to a server that can go silent: ``freeze()`` stops forwarding in
+    both directions while every socket stays open, as a pulled cable or a hung host looks to
+    the client (no RST, no FIN). Connections made while frozen are accepted and never served."""
+
+    def __init__(self, upstream_port: int):
+        import socket
+
+        self.upstream = upstream_port
+        self.frozen = threading.Event()
+        self.closed = threading.Event()
+        self.lsock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.lsock.getsockname()[1]
+        self.socks: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+
+        while not self.closed.is_set():
+            try:
+                down, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.socks.append(down)
+            if self.frozen.is_set():
+                continue
+            up = socket.create_connection(("127.0.0.1", self.upstream))
+            self.socks.append(up)
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        src.settimeout(0.05)
+        while not self.closed.is_set():
+            if self.frozen.is_set():
+                time.sleep(0.05)
+                continue
+            try:
+                data = src.recv(1 << 16)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def freeze(self):
+        self.frozen.set()
+
+    def close(self):
+        self.closed.set()
+        for s in [self.lsock, *self.socks]:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def test_keepalive_ends_a_stream_whose_server_went_silent(make_server):
+    """Without keepalive a stream to a server that goes silent (no RST, no FIN) waits for ever;
+    the client's HTTP/2 pings end it UNAVAILABLE within seconds, which hands the frames to the
+    other servers (here there are none, so the call fails)."""
+
+    s = make_server()
+    proxy = FreezingProxy(s.port)
+    outcome: list = []
+    first = threading.Event()
+    try:
+        def run():
+            try:
+                with Client(f"127.0.0.1:{proxy.port}", keepalive=0.5, retries=0) as c:
+                    for i, _res in enumerate(c.reconstruct_frames(frame(48, 64, seed=k) for k in range(10**6))):
+                        first.set()
+                outcome.append("ended")
+            except RemoteError as exc:
+                outcome.append(exc)
+
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        assert first.wait(60)
+        proxy.freeze()
+        t = time.perf_counter()
+        th.join(30)
+        assert not th.is_alive(), "the stream hung on a silent server"
+        assert isinstance(outcome[0], RemoteError) and outcome[0].code == grpc.StatusCode.UNAVAILABLE, outcome
+        print(f"silent server detected after {time.perf_counter() - t:.1f} s")
+    finally:
+        proxy.close()
