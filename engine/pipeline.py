@@ -348,6 +348,8 @@ class Pipeline:
                 if len(group) >= limit:
                     yield group
                     group = []
+        except GeneratorExit:  # closed by the consumer: nothing more is wanted
+            raise
         except BaseException:
             if group:
                 pending, group = group, []

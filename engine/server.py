@@ -33,6 +33,7 @@ See docs/server.md for flags, the error codes and a farm example.
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import concurrent.futures
 import dataclasses
@@ -44,6 +45,7 @@ import logging
 import os
 import pathlib
 import queue
+import re
 import signal
 import sys
 import threading
@@ -57,6 +59,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from hdrlift.engine import __version__
+from hdrlift.engine.atomic import atomic_write_text
 from hdrlift.engine.colour import DEFAULT_OUTPUT_SPACE, ColourManager
 from hdrlift.engine.errors import ColourError, HdrliftError, InputError, ModelError, OutputError
 from hdrlift.engine.metrics import Metrics, serve_metrics
@@ -136,6 +139,7 @@ class ServerConfig:
     workers: int = 32  # gRPC handler threads = most concurrent RPCs
     job_workers: int = 1
     roots: tuple[str, ...] = ()
+    state_dir: str | None = None  # job records survive restarts here; unfinished jobs resume
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None  # with cert/key: clients must present a certificate signed by it
@@ -158,6 +162,13 @@ class ServerConfig:
         for r in self.roots:
             if not os.path.isdir(r):
                 raise InputError(f"--root {r}: not a folder")
+        if self.state_dir is not None:
+            try:
+                os.makedirs(os.path.join(self.state_dir, "jobs"), exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"--state-dir {self.state_dir}: {exc.strerror or exc}") from None
+            if not os.access(os.path.join(self.state_dir, "jobs"), os.W_OK):
+                raise InputError(f"--state-dir {self.state_dir}: not writable")
 
 
 def load_tokens(token_file: str | None = None, env: str | None = None) -> tuple[str, ...]:
@@ -538,8 +549,8 @@ class _JobCancelled(Exception):
 
 
 class JobRecord:
-    def __init__(self, spec: pb.JobSpec, source: str, output: str):
-        self.id = uuid.uuid4().hex
+    def __init__(self, spec: pb.JobSpec, source: str, output: str, job_id: str | None = None):
+        self.id = job_id or uuid.uuid4().hex
         self.spec = spec
         self.source = source
         self.output = output
@@ -556,6 +567,8 @@ class JobRecord:
         self.cancel = threading.Event()
         self.version = 0
         self.pattern = ""
+        self.resume_on_start = False  # interrupted by a shutdown: run again when the server restarts
+        self.persisted: tuple | None = None  # (state, resume_on_start) last written to --state-dir
 
     def proto(self) -> pb.Job:
         el = 0.0
@@ -571,12 +584,90 @@ class JobManager:
 
     MAX_KEPT = 1000
 
-    def __init__(self, server: "HdrliftServer", roots: tuple[str, ...], workers: int):
+    def __init__(self, server: "HdrliftServer", roots: tuple[str, ...], workers: int,
+                 state_dir: str | None = None):
         self.server = server
         self.roots = tuple(os.path.realpath(r) for r in roots)
         self._jobs: collections.OrderedDict[str, JobRecord] = collections.OrderedDict()
         self._cond = threading.Condition()
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job")
+        self.state_dir = pathlib.Path(state_dir) / "jobs" if state_dir else None
+
+    # -- records on disk (--state-dir): one JSON file per job, written at each change of state
+    def _persist(self, rec: JobRecord) -> None:
+        key = (rec.state, rec.resume_on_start)
+        if self.state_dir is None or rec.persisted == key:
+            return
+        data = {"format": 1, "id": rec.id, "spec": base64.b64encode(rec.spec.SerializeToString()).decode(),
+                "source": rec.source, "output": rec.output, "state": pb.JobState.Name(rec.state),
+                "resume_on_start": rec.resume_on_start, "done": rec.done, "total": rec.total,
+                "written": rec.written, "skipped": rec.skipped, "error": rec.error, "error_code": rec.error_code,
+                "pattern": rec.pattern}
+        try:
+            atomic_write_text(self.state_dir / f"{rec.id}.json", json.dumps(data) + "\n")
+            rec.persisted = key
+        except OSError as exc:
+            log.warning("cannot record job %s in %s: %s", rec.id, self.state_dir, exc.strerror or exc)
+
+    def _forget(self, rec: JobRecord) -> None:
+        if self.state_dir is not None:
+            try:
+                (self.state_dir / f"{rec.id}.json").unlink()
+            except OSError:
+                pass
+
+    def restore(self) -> tuple[int, int]:
+        """Load the records of ``--state-dir``: finished jobs come back as they ended; jobs that
+        were queued or running when the server stopped (shut down or killed) run again, with
+        ``resume`` (frames already complete are kept) and without ``overwrite``. Their paths are
+        confined to the current ``--root`` folders again. Unreadable files are skipped with a
+        warning. Returns (records loaded, jobs resumed)."""
+        if self.state_dir is None:
+            return 0, 0
+        found = []
+        for f in sorted(self.state_dir.glob("*.json")):
+            try:
+                d = json.loads(f.read_text())
+                if d.get("format") != 1 or not re.fullmatch(r"[0-9a-f]{32}", str(d.get("id"))) \
+                        or f.stem != d["id"]:
+                    raise ValueError("not a job record of this version")
+                spec = pb.JobSpec.FromString(base64.b64decode(d["spec"], validate=True))
+                state = pb.JobState.Value(d["state"])
+                found.append((f.stat().st_mtime, d, spec, state))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("skipping job record %s: %s", f.name, exc)
+            except Exception as exc:  # noqa: BLE001 - a damaged protobuf
+                log.warning("skipping job record %s: %s", f.name, exc)
+        resumed = 0
+        for _, d, spec, state in sorted(found, key=lambda t: t[0]):
+            rec = JobRecord(spec, str(d["source"]), str(d["output"]), job_id=d["id"])
+            rec.pattern = str(d.get("pattern", ""))
+            for k in ("done", "total", "written", "skipped", "error_code"):
+                setattr(rec, k, int(d.get(k, getattr(rec, k))))
+            rec.error = str(d.get("error", ""))
+            rec.state = state
+            rec.persisted = (state, bool(d.get("resume_on_start")))
+            unfinished = state not in _TERMINAL or bool(d.get("resume_on_start"))
+            if unfinished:
+                again = pb.JobSpec()
+                again.CopyFrom(spec)
+                again.resume, again.overwrite = True, False
+                rec.spec = again
+                rec.state, rec.error, rec.error_code, rec.resume_on_start = pb.JOB_STATE_QUEUED, "", 0, False
+                try:
+                    rec.source = self.confine(spec.source, "source")
+                    rec.output = self.confine(spec.output, "output")
+                except RpcFailure as exc:
+                    rec.state, rec.error, rec.error_code = pb.JOB_STATE_FAILED, f"not resumed: {exc.message}", \
+                        exc.code.value[0]
+                    unfinished = False
+            with self._cond:
+                self._jobs[rec.id] = rec
+                self._persist(rec)
+            if unfinished:
+                resumed += 1
+                self._pool.submit(self._run, rec)
+        return len(found), resumed
 
     # -- paths
     def confine(self, path: str, what: str) -> str:
@@ -647,6 +738,8 @@ class JobManager:
                 if oldest.state not in _TERMINAL:
                     break
                 self._jobs.popitem(last=False)
+                self._forget(oldest)
+            self._persist(rec)
         self._pool.submit(self._run, rec)
         return rec
 
@@ -662,15 +755,21 @@ class JobManager:
         self._update(rec, lambda r: r.cancel.set())
         return rec
 
-    def cancel_all(self) -> None:
+    def cancel_all(self, resume_on_start: bool = False) -> None:
+        """Cancel every unfinished job; ``resume_on_start`` (a shutdown with ``--state-dir``)
+        records them to run again when the server restarts."""
         with self._cond:
             recs = list(self._jobs.values())
+
+        def stop(r):
+            r.resume_on_start = resume_on_start and self.state_dir is not None
+            r.cancel.set()
         for r in recs:
-            if r.state not in _TERMINAL:
-                self._update(r, lambda r: r.cancel.set())
+            if r.state not in _TERMINAL and not r.cancel.is_set():  # a user's cancel stays a cancel
+                self._update(r, stop)
 
     def shutdown(self, wait: bool = True) -> None:
-        self.cancel_all()
+        self.cancel_all(resume_on_start=True)
         self._pool.shutdown(wait=wait, cancel_futures=False)
 
     def watch(self, job_id: str, context) -> Iterator[pb.Job]:
@@ -692,6 +791,7 @@ class JobManager:
         with self._cond:
             fn(rec)
             rec.version += 1
+            self._persist(rec)  # only when the state changed
             self._cond.notify_all()
 
     def _run(self, rec: JobRecord) -> None:
@@ -746,6 +846,8 @@ class JobManager:
             def cancelled(r):
                 r.state = pb.JOB_STATE_CANCELLED
                 r.t1 = time.monotonic()
+                if r.resume_on_start:
+                    r.error = "interrupted by the server's shutdown; it resumes when the server restarts"
             self._update(rec, cancelled)
         except BaseException as exc:  # noqa: BLE001 - recorded on the job
             f = failure_for(exc)
@@ -1004,7 +1106,7 @@ class HdrliftServer:
         self._plock = threading.Lock()
         self.batcher = Batcher(cfg.queue_size, cfg.max_batch, cfg.batch_window_ms / 1000.0, self.metrics)
         self.metrics.gauges["hdrlift_queue_depth"] = self.batcher.depth
-        self.jobs = JobManager(self, cfg.roots, cfg.job_workers)
+        self.jobs = JobManager(self, cfg.roots, cfg.job_workers, cfg.state_dir)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self._server: grpc.Server | None = None
         self._metrics_http = None
@@ -1225,8 +1327,9 @@ class HdrliftServer:
         self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         if c.metrics_port is not None:
             self._metrics_http = serve_metrics(self.metrics, c.metrics_port, c.metrics_host)
+        loaded, resumed = self.jobs.restore()
         self._log("started", port=port, tls=bool(c.tls_cert), mtls=bool(c.tls_ca), auth=bool(c.tokens),
-                  model=c.model, roots=list(c.roots),
+                  model=c.model, roots=list(c.roots), jobs_loaded=loaded, jobs_resumed=resumed,
                   metrics_port=self._metrics_http.server_port if self._metrics_http else None)
         return port
 
@@ -1253,7 +1356,7 @@ class HdrliftServer:
         self._log("draining", grace=grace)
         self.draining = True
         self.health.enter_graceful_shutdown()
-        self.jobs.cancel_all()
+        self.jobs.cancel_all(resume_on_start=True)
         if self._server is not None:
             self._server.stop(grace).wait()
         self.batcher.close(timeout=grace)
@@ -1296,6 +1399,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--job-workers", type=int, default=1, help="path jobs run at once (default 1)")
     ap.add_argument("--root", action="append", default=[], help="folder path jobs may read and write (repeatable); "
                     "without one, jobs are refused")
+    ap.add_argument("--state-dir", help="keep job records here (JSON, one file per job): they survive restarts, and "
+                    "jobs queued or running when the server stopped resume (finished frames kept)")
     ap.add_argument("--tls-cert", help="server certificate chain (PEM)")
     ap.add_argument("--tls-key", help="server private key (PEM)")
     ap.add_argument("--tls-ca", help="CA (PEM) client certificates must chain to: mutual TLS")
@@ -1316,7 +1421,8 @@ def main(argv: list[str] | None = None) -> int:
             backend=args.backend, precision=args.precision, ocio_config=args.ocio_config, cache_dir=args.cache_dir,
             max_message_bytes=args.max_message_bytes, max_pixels=args.max_pixels, max_batch=args.max_batch,
             batch_window_ms=args.batch_window_ms, queue_size=args.queue_size, stream_window=args.stream_window,
-            workers=args.workers, job_workers=args.job_workers, roots=tuple(args.root), tls_cert=args.tls_cert,
+            workers=args.workers, job_workers=args.job_workers, roots=tuple(args.root), state_dir=args.state_dir,
+            tls_cert=args.tls_cert,
             tls_key=args.tls_key, tls_ca=args.tls_ca, tokens=load_tokens(args.token_file),
             metrics_port=args.metrics_port, metrics_host=args.metrics_host, grace=args.grace,
             preload=tuple(args.preload), log_stream=False if args.quiet else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import pathlib
 
 import grpc
@@ -135,3 +136,55 @@ def test_jobs_refused_without_root(address, make_server):
             c.submit_job("/tmp/x.png", "/tmp/out/")
         assert ei.value.code == SC.FAILED_PRECONDITION
         assert not c.server_info().jobs_enabled
+
+
+def _gate_job_frames(server, allow: int) -> threading.Event:
+    """Block the job pipeline's back end before its ``allow + 1``-th frame until the returned
+    event is set (the job runs the default model's pipeline for PNG sequences)."""
+    pipe = server.job_pipeline(server.config.model, server.default_output_space, None, half=True,
+                               compression="zip", mask_layer=False)
+    gate, calls, run = threading.Event(), [0], pipe.backend.run
+
+    def gated(x):
+        calls[0] += 1
+        if calls[0] > allow:
+            gate.wait(60)
+        return run(x)
+
+    pipe.backend.run = gated
+    return gate
+
+
+def test_job_records_survive_a_restart_and_unfinished_jobs_resume(make_server, tmp_path):
+    """--state-dir: a job interrupted by a shutdown runs again when the server restarts (same id,
+    finished frames kept, not rewritten); a finished job and a cancelled one come back as they
+    ended; a damaged record is skipped."""
+    root, state = tmp_path / "root", tmp_path / "state"
+    _write_sequence(root / "shot", 8)
+    a = make_server(roots=(str(root),), state_dir=str(state))
+    with Client(f"127.0.0.1:{a.port}") as c:
+        done_job = c.run_job("shot/plate.####.png", "shot/first/")
+        gate = _gate_job_frames(a, allow=3)
+        job = c.submit_job("shot/plate.####.png", "shot/hdr/")
+        assert wait_for(lambda: c.get_job(job.id).done >= 3)
+        cancelled = c.submit_job("shot/plate.####.png", "shot/never/")  # queued behind (one job worker)
+        c.cancel_job(cancelled.id)
+    stopper = threading.Thread(target=a.shutdown, kwargs={"grace": 10.0})
+    stopper.start()
+    assert wait_for(lambda: a.jobs.get(job.id).cancel.is_set())
+    gate.set()
+    stopper.join(60)
+    out = root / "shot" / "hdr"
+    kept = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert 3 <= len(kept) < 8 and all(not n.startswith(".") for n in kept)
+    (state / "jobs" / "garbage.json").write_text("{not json")
+    b = make_server(roots=(str(root),), state_dir=str(state))
+    with Client(f"127.0.0.1:{b.port}") as c:
+        assert wait_for(lambda: c.get_job(job.id).state == pb.JOB_STATE_SUCCEEDED)
+        again = c.get_job(job.id)
+        assert again.skipped == len(kept) and again.written == 8 - len(kept) and again.spec.resume
+        assert c.get_job(done_job.id).state == pb.JOB_STATE_SUCCEEDED and c.get_job(done_job.id).written == 8
+        assert c.get_job(cancelled.id).state == pb.JOB_STATE_CANCELLED
+    assert sorted(p.name for p in out.iterdir()) == [f"plate.{i:04d}.exr" for i in range(1, 9)]
+    assert all(out.joinpath(n).stat().st_mtime_ns == t for n, t in kept.items())  # not rewritten
+    assert not (root / "shot" / "never").exists() or not os.listdir(root / "shot" / "never")
