@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import pathlib
@@ -188,3 +189,27 @@ def test_job_records_survive_a_restart_and_unfinished_jobs_resume(make_server, t
     assert sorted(p.name for p in out.iterdir()) == [f"plate.{i:04d}.exr" for i in range(1, 9)]
     assert all(out.joinpath(n).stat().st_mtime_ns == t for n, t in kept.items())  # not rewritten
     assert not (root / "shot" / "never").exists() or not os.listdir(root / "shot" / "never")
+
+
+def test_a_job_running_when_the_server_died_resumes(make_server, tmp_path):
+    """What a crash leaves: the record still says RUNNING (snapshot of --state-dir taken while the
+    job runs). A server started on that snapshot runs the job again with resume."""
+    import shutil
+
+    root, state = tmp_path / "root", tmp_path / "state"
+    _write_sequence(root / "shot", 6)
+    a = make_server(roots=(str(root),), state_dir=str(state))
+    gate = _gate_job_frames(a, allow=2)
+    with Client(f"127.0.0.1:{a.port}") as c:
+        job = c.submit_job("shot/plate.####.png", "shot/hdr/")
+        assert wait_for(lambda: c.get_job(job.id).done >= 2)
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(state, snapshot)
+    rec = json.loads((snapshot / "jobs" / f"{job.id}.json").read_text())
+    assert rec["state"] == "JOB_STATE_RUNNING" and not rec["resume_on_start"]
+    gate.set()
+    a.shutdown(grace=10.0)
+    b = make_server(roots=(str(root),), state_dir=str(snapshot))
+    with Client(f"127.0.0.1:{b.port}") as c:
+        assert wait_for(lambda: c.get_job(job.id).state == pb.JOB_STATE_SUCCEEDED)
+    assert sorted(p.name for p in (root / "shot" / "hdr").iterdir()) == [f"plate.{i:04d}.exr" for i in range(1, 7)]
