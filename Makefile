@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test venv dev bench eval eval-cvvdp clean
+.PHONY: demo test test-main test-blender venv dev bench eval eval-cvvdp clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,25 @@ demo: venv
 	$(VENV)/bin/hdr-video demo_out/sample.mp4 demo_out/exr --overwrite --preview demo_out/preview.png
 	@echo "EXRs in demo_out/exr/, side-by-side preview (input | reconstruction 3 stops darker) in demo_out/preview.png"
 
-test: dev
+test: test-main test-blender
+
+test-main: dev
 	$(PY) -m pytest -q
+
+# The Blender extension's tests run in the real bpy module, which pins numpy < 2: its own venv
+# (Python 3.11, as Blender 4.2-5.0 embed). The hdrlift server they talk to runs from $(VENV).
+BLENDER_PYTHON ?= python3.11
+BLENDER_VENV   ?= .venv-blender
+BPY            ?= bpy==4.5.15
+$(BLENDER_VENV)/.stamp: pyproject.toml
+	$(BLENDER_PYTHON) -m venv $(BLENDER_VENV)
+	$(BLENDER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BLENDER_VENV)/bin/python -m pip install -q "$(BPY)" pytest pytest-timeout grpcio protobuf
+	$(BLENDER_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test-blender: dev $(BLENDER_VENV)/.stamp
+	HDRLIFT_SERVER_PYTHON=$(abspath $(PY)) $(BLENDER_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/nodes
 
 bench: dev
 	$(PY) bench/bench_hdr_video.py
@@ -55,4 +72,4 @@ eval-cvvdp: $(CVVDP_VENV)/.stamp
 	$(CVVDP_VENV)/bin/hdrlift-eval --models $(EVAL_MODELS) --cvvdp --json docs/eval/val.json --markdown docs/eval/val.md
 
 clean:
-	rm -rf $(VENV) $(CVVDP_VENV) demo_out build *.egg-info
+	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) nodes/blender/dist demo_out build *.egg-info
