@@ -157,10 +157,10 @@ def test_errors_are_one_line_reports_and_make_no_image(server, case):
 
 
 INSTALLED = r'''
-import json, sys
+import json, os, sys
 # the test venv has hdrlift installed (editable): hide it, so the extension's own wheels must serve
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
-sys.path[:] = [p for p in sys.path if not p.startswith(sys.argv[3])]
+sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != os.path.realpath(sys.argv[3])]
 import numpy as np
 import bpy
 res = bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
