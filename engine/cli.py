@@ -74,7 +74,8 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
                         "torch and onnxruntime, measured once and cached); the choice is reported")
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="inference precision (default fp32)")
     g.add_argument("--max-pixels", type=_positive, metavar="N", help="frames above N pixels run in overlapping, "
-                   f"blended tiles (default {DEFAULT_MAX_PIXELS:,} = 1080p; raise it on a GPU with memory to spare)")
+                   f"blended tiles (default on the CPU {DEFAULT_MAX_PIXELS:,} = 1080p; on CUDA half the free GPU "
+                   "memory over the model's measured memory per pixel)")
     if video:
         g.add_argument("--batch", type=_positive, metavar="N", help="frames per back-end call while N frames fit "
                        "--max-pixels together (default 4 on CUDA, 1 on the CPU)")

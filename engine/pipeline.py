@@ -43,7 +43,7 @@ from hdrlift.engine.io import exr
 from hdrlift.engine.io.images import open_source
 from hdrlift.engine.backends import create_backend
 from hdrlift.engine.models import DEFAULT_MODEL, get_info, load_model
-from hdrlift.engine.tiling import DEFAULT_MAX_PIXELS, run_tiled
+from hdrlift.engine.tiling import default_max_pixels, run_tiled
 
 EXR_COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
 _SENTINEL = object()
@@ -63,7 +63,7 @@ class PipelineOptions:
     queue_size: int = 4  # frames in flight between stages (bounds memory)
     backend: str = "auto"  # auto, torch, onnxruntime, tensorrt (engine/backends)
     precision: str = "fp32"  # fp32, fp16, bf16
-    max_pixels: int | None = None  # frames above this many pixels run in overlapping tiles (None: default)
+    max_pixels: int | None = None  # pixels per back-end call; above it frames run in tiles (None: tiling.default_max_pixels)
     cache_dir: str | None = None  # ONNX exports, TensorRT plans, auto-selection records
     encode_workers: int = 2
     batch: int | None = None  # frames per back-end call (None: 4 on CUDA, 1 on the CPU), within max_pixels
@@ -143,7 +143,7 @@ class Pipeline:
         self.model_version = self.model.info.version
         self.backend = create_backend(self.model, kind=opts.backend, device=opts.device,
                                       precision=opts.precision, cache_dir=opts.cache_dir)
-        self.max_pixels = opts.max_pixels or DEFAULT_MAX_PIXELS
+        self.max_pixels = opts.max_pixels or default_max_pixels(self.model.info, opts.device, self.backend.precision)
         self.batch = opts.batch or (4 if str(opts.device).startswith("cuda") else 1)
         self._lock = threading.Lock()
         try:

@@ -49,12 +49,38 @@ from hdrlift.engine.errors import InputError
 
 log = logging.getLogger("hdrlift.tiling")
 
-DEFAULT_MAX_PIXELS = 1920 * 1088  # frames up to 1080p run whole
+DEFAULT_MAX_PIXELS = 1920 * 1088  # frames up to 1080p run whole (the CPU default)
+CUDA_MAX_PIXELS = 7680 * 4320  # the CUDA default never exceeds 8K UHD per back-end call
+CUDA_MIN_PIXELS = 512 * 512
+CUDA_MEMORY_SHARE = 0.5  # of the GPU memory free when the pipeline starts
+CUDA_FALLBACK_BYTES_PER_PIXEL = (2400, 1600)  # fp32, fp16: above every network measured so far
 DEFAULT_TILE = 1024
 DEFAULT_BLEND = 32
 DEFAULT_MARGIN = {"hdrcnn": 64, "hdrcnn-lite": 64, "hdrunet": 64}
 NETWORK_MARGIN = 64  # networks not in the table
 POINTWISE = frozenset({"inverse-crf"})
+
+
+def default_max_pixels(info, device: str, precision: str = "fp32", free_bytes: int | None = None) -> int:
+    """The pixel budget per back-end call when the user gives none (``--max-pixels``).
+
+    On the CPU, 1080p: larger frames run in tiles, which bounds host memory and costs little. On
+    CUDA a network's budget is ``CUDA_MEMORY_SHARE`` of the free GPU memory divided by its peak
+    bytes per pixel (``ModelInfo.cuda_bytes_per_pixel``, measured on an H100 at 4K; a cautious
+    figure for unmeasured models), between 512 x 512 and 8K UHD: a 4K frame of the default model
+    in fp16 (319 bytes/pixel, 2.5 GiB) runs whole on any GPU with 5 GiB free, instead of in tiles
+    whose overlap would add a third more work, and small frames batch together.
+    """
+    if not str(device).startswith("cuda") or getattr(info, "kind", "network") != "network":
+        return DEFAULT_MAX_PIXELS
+    if free_bytes is None:
+        import torch
+
+        free_bytes, _ = torch.cuda.mem_get_info(torch.device(device))
+    fp32, fp16 = getattr(info, "cuda_bytes_per_pixel", None) or CUDA_FALLBACK_BYTES_PER_PIXEL
+    per_pixel = fp32 if precision == "fp32" or getattr(info, "fp32_only", None) else fp16
+    budget = int(CUDA_MEMORY_SHARE * free_bytes / per_pixel)
+    return max(CUDA_MIN_PIXELS, min(budget, CUDA_MAX_PIXELS))
 
 
 def tile_policy(info) -> str:

@@ -208,6 +208,7 @@ HDRCNN_LITE_INFO = register(ModelInfo(
     factory=hdrcnn_lite,
     multiple_of=MULTIPLE_OF,
     weights="hdrcnn-lite.safetensors",
+    cuda_bytes_per_pixel=(438, 319),  # H100, 4K: 3465 / 2522 MiB peak
 ))
 
 __all__ = ["HDRCNN", "hdrcnn", "hdrcnn_lite", "log_domain", "LOG_EPS", "Y_MAX", "DEFAULT_TAU",

@@ -367,6 +367,7 @@ KIM_INFO = register(ModelInfo(
     # measured: fp16 stack networks move the HDR by up to 27 % of its peak (GPU-trained weights, a
     # synthetic frame, CPU); TF32 convolutions by 5 %, strict fp32 on an H100 4e-5 (bench/check_cuda.py)
     fp32_only="its curve solve amplifies the half-precision rounding of the generated stack",
+    cuda_bytes_per_pixel=(794, 794),  # H100, 4K fp32: 6277 MiB peak (it always runs in fp32)
 ))
 
 __all__ = ["DifferentiableHDRSynthesis", "synthesize_hdr", "smoothness_matrix", "KimUNet", "StopNetwork",

@@ -60,6 +60,9 @@ class ModelInfo:
     # the torch back end's default memory format on CUDA (measured per model on an H100:
     # docs/benchmarks.md "On an H100"); an explicit channels_last option overrides it
     channels_last_cuda: bool = True
+    # peak CUDA memory per input pixel, bytes, as (fp32, fp16) for the torch back end, measured on an
+    # H100 at 4K (docs/benchmarks.md "On an H100"); None: not measured (a cautious default is used)
+    cuda_bytes_per_pixel: tuple[int, int] | None = None
 
     @property
     def needs_weights(self) -> bool:

@@ -154,3 +154,28 @@ def test_memory_is_bounded():
     assert peak <= output + 2 * strip + 8 * batch, (peak, output, strip, batch)
     assert peak < 2 * frame.nbytes  # far below what a padded copy of the frame plus outputs would need
     np.testing.assert_allclose(hdr, be.run(frame.transpose(2, 0, 1)[None].copy())[0][0].transpose(1, 2, 0), rtol=1e-6)
+
+
+def test_default_budget_is_1080p_on_the_cpu_and_follows_gpu_memory_on_cuda():
+    """No GPU here: the CUDA branch is a pure function of the free memory, checked with given
+    figures (torch.cuda.mem_get_info supplies them on a GPU)."""
+    from hdrlift.engine.models import get_info
+    from hdrlift.engine.tiling import (CUDA_FALLBACK_BYTES_PER_PIXEL, CUDA_MAX_PIXELS, CUDA_MIN_PIXELS,
+                                       DEFAULT_MAX_PIXELS, default_max_pixels)
+
+    lite, unet, kim, santos = (get_info(n) for n in ("hdrcnn-lite", "hdrunet", "kim", "santos"))
+    gib = 1 << 30
+    assert default_max_pixels(lite, "cpu", "fp32") == DEFAULT_MAX_PIXELS
+    assert default_max_pixels(get_info("landis"), "cuda", "fp16", free_bytes=80 * gib) == DEFAULT_MAX_PIXELS
+    # an 80 GB H100: capped at 8K UHD; a 4K frame of the default runs whole
+    assert default_max_pixels(lite, "cuda", "fp16", free_bytes=78 * gib) == CUDA_MAX_PIXELS
+    # 8 GiB free: 4 GiB / 319 bytes = 13.5 Mpx for the default in fp16 (4K whole); HDRUNet in fp32
+    # (2077 bytes) gets 2.07 Mpx, just under 1080p, and with 16 GiB free runs 1080p whole, 4K tiled
+    assert default_max_pixels(lite, "cuda", "fp16", free_bytes=8 * gib) == int(0.5 * 8 * gib / 319)
+    assert default_max_pixels(unet, "cuda", "fp32", free_bytes=8 * gib) < 1920 * 1080
+    assert 1920 * 1080 < default_max_pixels(unet, "cuda", "fp32", free_bytes=16 * gib) < 3840 * 2160
+    # Kim runs in fp32 whatever is asked: its fp32 figure applies
+    assert default_max_pixels(kim, "cuda", "fp16", free_bytes=8 * gib) == int(0.5 * 8 * gib / kim.cuda_bytes_per_pixel[0])
+    # unmeasured network: the cautious figure; a nearly full GPU: the floor
+    assert default_max_pixels(santos, "cuda:1", "fp16", free_bytes=8 * gib) == int(0.5 * 8 * gib / CUDA_FALLBACK_BYTES_PER_PIXEL[1])
+    assert default_max_pixels(lite, "cuda", "fp32", free_bytes=10 << 20) == CUDA_MIN_PIXELS
