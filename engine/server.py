@@ -634,9 +634,7 @@ class JobManager:
                 spec = pb.JobSpec.FromString(base64.b64decode(d["spec"], validate=True))
                 state = pb.JobState.Value(d["state"])
                 found.append((f.stat().st_mtime, d, spec, state))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("skipping job record %s: %s", f.name, exc)
-            except Exception as exc:  # noqa: BLE001 - a damaged protobuf
+            except Exception as exc:  # noqa: BLE001 - unreadable, not JSON, a damaged protobuf...
                 log.warning("skipping job record %s: %s", f.name, exc)
         resumed = 0
         for _, d, spec, state in sorted(found, key=lambda t: t[0]):
