@@ -14,6 +14,7 @@ import sys
 
 from hdrlift.engine import __version__
 from hdrlift.engine.errors import HdrliftError, InputError
+from hdrlift.plugin import read_token_file
 
 EPILOG = """\
 exit status: 0 done, 1 error, 2 bad input, 3 output cannot be written, 4 model, 5 colour,
@@ -145,20 +146,6 @@ def _list_models() -> str:
 _LOCAL_ONLY = {"weights": None, "device": "cpu", "backend": "auto", "precision": "fp32", "preview": None}
 
 
-def _read_token(path: str) -> str:
-    """The first line of ``path`` that is neither empty nor a ``#`` comment."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read token file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    for ln in lines:
-        ln = ln.strip()
-        if ln and not ln.startswith("#"):
-            return ln
-    raise InputError(f"token file {path} is empty")
-
-
 def _remote_client():
     try:
         from hdrlift.plugin import client
@@ -179,7 +166,7 @@ def _connection(args: argparse.Namespace) -> dict:
         raise InputError(f"--retries must be >= 0, got {args.retries}")
     if args.server_timeout is not None and args.server_timeout <= 0:
         raise InputError(f"--server-timeout must be positive, got {args.server_timeout}")
-    token = _read_token(args.token_file) if args.token_file else None
+    token = read_token_file(args.token_file) if args.token_file else None
     return dict(token=token, tls=bool(args.tls or args.tls_ca or args.tls_cert), ca_file=args.tls_ca,
                 cert_file=args.tls_cert, key_file=args.tls_key, server_name=args.tls_server_name,
                 retries=args.retries)

@@ -6,15 +6,33 @@ that only needs :mod:`hdrlift.plugin.frames` does not import grpc.
 
 import pathlib
 
-__all__ = ["Client", "RemoteError", "Result", "convert_remote", "PROTO"]
+__all__ = ["Client", "RemoteError", "Result", "convert_remote", "PROTO", "read_token_file"]
+_LAZY = ("Client", "RemoteError", "Result", "convert_remote")
 
 #: The ``hdrlift.v1`` contract, installed with the package: for grpcurl (``-proto``) and for
 #: generating clients in other languages.
 PROTO = pathlib.Path(__file__).resolve().parent / "proto" / "hdrlift" / "v1" / "hdrlift.proto"
 
 
+def read_token_file(path: str) -> str:
+    """The bearer token in ``path``: its first line that is neither empty nor a ``#`` comment
+    (what ``hdr-video --token-file`` and the host shims read). InputError (one line) otherwise."""
+    from hdrlift.engine.errors import InputError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read token file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    for ln in lines:
+        ln = ln.strip()
+        if ln and not ln.startswith("#"):
+            return ln
+    raise InputError(f"token file {path} is empty")
+
+
 def __getattr__(name):
-    if name in __all__:
+    if name in _LAZY:
         from hdrlift.plugin import client
 
         return getattr(client, name)

@@ -8,8 +8,6 @@ The operator is ``bpy.ops.hdrlift.reconstruct(image=..., server=..., output_spac
 scripts and farm-side Blender jobs.
 """
 
-from __future__ import annotations
-
 import bpy
 import numpy as np
 

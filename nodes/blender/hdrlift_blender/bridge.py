@@ -70,27 +70,13 @@ def frame_to_rgba(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(out[::-1]).reshape(-1)
 
 
-def read_secret(path: str) -> str | None:
-    """The first line of ``path`` that is neither empty nor a ``#`` comment (a bearer token)."""
-    if not path:
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    return line
-    except OSError as exc:
-        raise BridgeError(f"cannot read token file {path}: {exc.strerror or exc}") from None
-    raise BridgeError(f"token file {path} holds no token")
-
-
 def reconstruct(flat: np.ndarray, width: int, height: int, input_space: str, output_space: str, *,
                 server: str, model: str = "", token_file: str = "", ca_file: str = "",
                 timeout: float = 600.0) -> np.ndarray:
     """Send one image to ``server`` (host:port[,host:port...]) and return the HDR result as
     Blender's flat RGBA buffer. Every failure is a one-line ``BridgeError``."""
-    from hdrlift.plugin import Client
+    from hdrlift.engine.errors import InputError
+    from hdrlift.plugin import Client, read_token_file
     from hdrlift.plugin.client import RemoteError
 
     if not server.strip():
@@ -98,7 +84,11 @@ def reconstruct(flat: np.ndarray, width: int, height: int, input_space: str, out
     rgb, alpha = rgba_to_frame(flat, width, height)
     ins, outs = server_input_space(input_space), server_output_space(output_space)
     try:
-        with Client(server, token=read_secret(token_file), ca_file=ca_file or None, retries=2,
+        token = read_token_file(token_file) if token_file else None
+    except InputError as exc:
+        raise BridgeError(str(exc)) from None
+    try:
+        with Client(server, token=token, ca_file=ca_file or None, retries=2,
                     timeout=timeout) as client:
             res = client.reconstruct(rgb, model=model or None, input_space=ins, output_space=outs)
     except RemoteError as exc:
