@@ -181,11 +181,26 @@ class Pipeline:
             raise InputError(f"frame has {bad} NaN/Inf values")
         return a
 
+    def infer_frames(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Network-domain frames of one size -> [(linear H x W x 3, mask H x W)]. One frame goes
+        through the tiler (whole when within ``max_pixels``); several go through the back end in
+        one call, which the caller keeps within ``max_pixels`` (this pipeline's batching and the
+        server's batcher both do). No check of the values: callers do that."""
+        if len(frames) == 1:
+            return [run_tiled(self.backend, frames[0], max_pixels=self.max_pixels)]
+        hdr, mask = self.backend.run(np.stack([f.transpose(2, 0, 1) for f in frames]))
+        return [(np.ascontiguousarray(hdr[i].transpose(1, 2, 0)), np.ascontiguousarray(mask[i, 0]))
+                for i in range(len(frames))]
+
+    def _infer_group(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = self.infer_frames(frames)
+        for lin, _ in out:
+            if not np.isfinite(lin).all():
+                raise ModelError(f"model {self.model_name!r} produced non-finite values")
+        return out
+
     def _infer(self, net_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lin, mask = run_tiled(self.backend, net_in, max_pixels=self.max_pixels)
-        if not np.isfinite(lin).all():
-            raise ModelError(f"model {self.model_name!r} produced non-finite values")
-        return lin, mask
+        return self._infer_group([net_in])[0]
 
     # -- files -----------------------------------------------------------------------------
     def exr_attributes(self, source: str, number: int, input_space: str) -> dict:
@@ -357,21 +372,6 @@ class Pipeline:
             raise
         if group:
             yield group
-
-    def _infer_group(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Inference for frames of one size: one back-end call for the lot when there are
-        several (they fit the budget by construction), else the tiler."""
-        if len(frames) == 1:
-            return [self._infer(frames[0])]
-        x = np.stack([f.transpose(2, 0, 1) for f in frames])
-        hdr, mask = self.backend.run(x)
-        out = []
-        for i in range(len(frames)):
-            lin = np.ascontiguousarray(hdr[i].transpose(1, 2, 0))
-            if not np.isfinite(lin).all():
-                raise ModelError(f"model {self.model_name!r} produced non-finite values")
-            out.append((lin, np.ascontiguousarray(mask[i, 0])))
-        return out
 
     def _colour_and_write(self, path: pathlib.Path, lin: np.ndarray, mask: np.ndarray,
                           attrs: dict) -> tuple[float, float]:

@@ -65,7 +65,7 @@ from hdrlift.engine.errors import ColourError, HdrliftError, InputError, ModelEr
 from hdrlift.engine.metrics import Metrics, serve_metrics
 from hdrlift.engine.models import DEFAULT_MODEL, available, get_info
 from hdrlift.engine.pipeline import EXR_COMPRESSIONS, Pipeline, PipelineOptions, sequence_pattern
-from hdrlift.engine.tiling import needs_tiling, run_tiled
+from hdrlift.engine.tiling import needs_tiling
 from hdrlift.plugin import frames as fr
 from hdrlift.plugin.v1 import hdrlift_pb2 as pb
 from hdrlift.plugin.v1 import hdrlift_pb2_grpc as pb_grpc
@@ -323,16 +323,8 @@ class Batcher:
         if not live:
             return
         try:
-            p = live[0].pipeline
-            if len(live) == 1:
-                # exactly Pipeline._infer: a frame alone is bit-identical to Pipeline.process
-                lin, mask = run_tiled(p.backend, live[0].net_in, max_pixels=p.max_pixels)
-                outs = [(lin, mask)]
-            else:
-                x = np.stack([it.net_in.transpose(2, 0, 1) for it in live])
-                hdr, mask = p.backend.run(x)
-                outs = [(np.ascontiguousarray(hdr[i].transpose(1, 2, 0)), np.ascontiguousarray(mask[i, 0]))
-                        for i in range(len(live))]
+            # a frame alone is bit-identical to Pipeline.process
+            outs = live[0].pipeline.infer_frames([it.net_in for it in live])
         except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
             for it in live:
                 it.future.set_exception(exc)
