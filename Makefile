@@ -53,8 +53,9 @@ bench: dev
 
 # The val table of docs/models.md (CPU, about 2 min).
 EVAL_MODELS ?= hdrcnn-lite,expandnet,hdrunet,inverse-crf,landis,akyuz,huo,kovaleski-oliveira
+EVAL_ARGS    = --models $(EVAL_MODELS) --json docs/eval/val.json --markdown docs/eval/val.md
 eval: venv
-	$(VENV)/bin/hdrlift-eval --models $(EVAL_MODELS) --json docs/eval/val.json --markdown docs/eval/val.md
+	$(VENV)/bin/hdrlift-eval $(EVAL_ARGS)
 
 # The same table with ColorVideoVDP JOD. cvvdp imports torchvision, and PyPI's torchvision is built
 # against CUDA torch: it does not load beside the CPU torch 2.13 of $(VENV). So JOD gets its own
@@ -69,7 +70,7 @@ $(CVVDP_VENV)/.stamp: pyproject.toml
 	touch $@
 
 eval-cvvdp: $(CVVDP_VENV)/.stamp
-	$(CVVDP_VENV)/bin/hdrlift-eval --models $(EVAL_MODELS) --cvvdp --json docs/eval/val.json --markdown docs/eval/val.md
+	$(CVVDP_VENV)/bin/hdrlift-eval $(EVAL_ARGS) --cvvdp
 
 clean:
 	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) nodes/blender/dist demo_out build *.egg-info
