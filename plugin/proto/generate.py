@@ -6,6 +6,10 @@ Runs ``grpc_tools.protoc`` into a temporary folder, rewrites the absolute import
 makes (``from hdrlift.v1 import hdrlift_pb2``) into a package-relative one, so the stubs import
 as ``hdrlift.plugin.v1.hdrlift_pb2`` wherever hdrlift is installed, and replaces the files
 atomically. ``--check`` only reports whether the committed stubs are current (exit 1 if not).
+It compares what the contract generates, not which generator wrote it: the lines that only name
+the grpcio-tools / protobuf release (``GRPC_GENERATED_VERSION``, ``Protobuf Python Version``, the
+runtime version check's numbers) are left out of the comparison, so a newer grpcio-tools on a
+fresh machine does not turn the check red while the stubs still match the ``.proto``.
 """
 
 from __future__ import annotations
@@ -39,13 +43,23 @@ def generate(tmp: pathlib.Path) -> dict[str, str]:
     return files
 
 
+_VERSION_LINES = re.compile(
+    r"^(GRPC_GENERATED_VERSION = .*|# Protobuf Python Version: .*|\s+\d+,\s*$|\s+'',\s*$)", re.M)
+
+
+def _contract(text: str) -> str:
+    """``text`` without the lines that only say which generator release wrote it."""
+    return _VERSION_LINES.sub("", text)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when the stubs are out of date")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as d:
         files = generate(pathlib.Path(d))
-    stale = [n for n, t in files.items() if not (OUT / n).is_file() or (OUT / n).read_text() != t]
+    stale = [n for n, t in files.items()
+             if not (OUT / n).is_file() or _contract((OUT / n).read_text()) != _contract(t)]
     if args.check:
         for n in stale:
             print(f"stale: {OUT / n}")
