@@ -1,8 +1,8 @@
 """HDR datasets: folders of EXR/HDR images, perspective crops from panoramas, augmentation.
 
 * :class:`HdrFolder` lists the HDR files of a folder (``.exr``, ``.hdr``) and, when the folder
-  has a ``MANIFEST.csv`` with a ``split`` column (as ``../shared/data/hdri`` does: 40 ``train``,
-  6 ``val``), only those of the requested split. Images load through OpenImageIO as linear
+  has a ``MANIFEST.csv`` with a ``split`` column (as ``../shared/data/hdri`` does: 88 ``train``,
+  14 ``val`` today), only those of the requested split. Images load through OpenImageIO as linear
   float32 RGB; non-finite values are zeroed, negatives clamped.
 * :class:`HdrPack` reads the same images from one ``.npz`` written by
   :mod:`hdrlift.training.pack_data` (downsized, float16, names and split kept) with numpy alone:
