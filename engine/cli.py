@@ -13,7 +13,8 @@ import re
 import sys
 
 from hdrlift.engine import __version__
-from hdrlift.engine.errors import HdrliftError, InputError
+from hdrlift.engine.entrypoint import run_cli
+from hdrlift.engine.errors import InputError
 from hdrlift.plugin import read_token_file
 
 EPILOG = """\
@@ -50,7 +51,7 @@ def _positive(text: str) -> int:
 def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
     from hdrlift.engine.colour import DEFAULT_CONFIG, DEFAULT_OUTPUT_SPACE
     from hdrlift.engine.models import DEFAULT_MODEL
-    from hdrlift.engine.pipeline import EXR_COMPRESSIONS
+    from hdrlift.engine.io.exr import COMPRESSIONS as EXR_COMPRESSIONS
     from hdrlift.engine.tiling import DEFAULT_MAX_PIXELS
 
     if video:
@@ -146,14 +147,6 @@ def _list_models() -> str:
 _LOCAL_ONLY = {"weights": None, "device": "cpu", "backend": "auto", "precision": "fp32", "preview": None}
 
 
-def _remote_client():
-    try:
-        from hdrlift.plugin import client
-    except ImportError as exc:
-        raise InputError(f"--server needs the gRPC client (pip install 'hdrlift[server]'): {exc}") from None
-    return client
-
-
 def _connection(args: argparse.Namespace) -> dict:
     """``--server`` connection options (token, TLS, retries) as keyword arguments of the client."""
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -173,30 +166,32 @@ def _connection(args: argparse.Namespace) -> dict:
 
 
 def _list_remote_models(args: argparse.Namespace) -> str:
-    rc = _remote_client()
-    with rc.Client(args.server, **_connection(args)) as c:
-        reply = c._call(c.stub.ListModels, rc.pb.ListModelsRequest(), args.server_timeout)
+    from hdrlift.plugin.client import Client, clean_text
+
+    with Client(args.server, **_connection(args)) as c:
+        reply = c.list_models(args.server_timeout)
     rows = []
     for m in reply.models:
         state = "runs there" if m.runnable else "not runnable there"
         default = " (default)" if m.is_default else ""
-        name, kind, summary = (rc.clean_text(v, 200) for v in (m.name, m.kind, m.summary))  # a server's words
+        name, kind, summary = (clean_text(v, 200) for v in (m.name, m.kind, m.summary))  # a server's words
         rows.append(f"{name:<20} {kind:<9} {state:<19} {summary}{default}")
     return "\n".join(rows)
 
 
 def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
-    """``--server``: :func:`hdrlift.plugin.client.convert_remote` (decode and EXR writing here)."""
-    from hdrlift.engine.pipeline import default_progress
+    """``--server``: the file loop with the frames reconstructed on the servers
+    (:func:`hdrlift.engine.remote.convert_remote`)."""
+    from hdrlift.engine.convert import default_progress
+    from hdrlift.engine.remote import convert_remote
 
     for name, default in _LOCAL_ONLY.items():
         if getattr(args, name) != default:
             raise InputError(f"--{name} applies to local runs; with --server the servers' settings are used")
     conn = _connection(args)
-    rc = _remote_client()
     start, end = _frame_range(args, video)
     reader_options = _reader_options(args) if video else None
-    report = rc.convert_remote(
+    report = convert_remote(
         args.input, args.output, args.server, model=args.model, input_space=args.input_colorspace,
         output_space=args.output_colorspace, start=start, end=end, every=args.every if video else 1,
         resume=args.resume if video else False, overwrite=args.overwrite, half=not args.float,
@@ -204,7 +199,7 @@ def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
         progress=None if args.quiet else default_progress(), reader_options=reader_options,
         ocio_config=args.ocio_config, connect_timeout=args.server_timeout, **conn)
     if not args.quiet:
-        _summary(prog, report, f"model {report.model} on {report.servers}")
+        _summary(prog, report)
     return 0
 
 
@@ -217,69 +212,56 @@ def _reader_options(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in ("primaries", "transfer", "matrix", "range") if getattr(args, k)}
 
 
-def _summary(prog: str, report, where: str) -> None:
+def _summary(prog: str, report) -> None:
     """The one line printed after a run (local or --server): frames, time, rate, colour spaces."""
     skipped = f", {len(report.skipped)} already complete" if report.skipped else ""
     print(f"{prog}: {len(report.written)} EXR written{skipped} in {report.seconds:.1f}s "
-          f"({report.fps:.2f} frames/s), {report.input_space} -> {report.output_space}, {where}", file=sys.stderr)
+          f"({report.fps:.2f} frames/s), {report.input_space} -> {report.output_space}, "
+          f"model {report.model} on {report.where}", file=sys.stderr)
 
 
 def _run(prog: str, argv: list[str] | None, video: bool) -> int:
     ap = _parser(prog, video)
     args = ap.parse_args(argv)
-    try:
-        if args.list_models:
-            print(_list_remote_models(args) if args.server else _list_models())
-            return 0
-        if args.list_colorspaces:
-            from hdrlift.engine.colour import ColourManager
+    return run_cli(prog, lambda: _body(ap, args, prog, video),
+                   interrupted=f"\n{prog}: interrupted; finished frames are complete, rerun with --resume")
 
-            print(ColourManager(args.ocio_config).list_text())
-            return 0
-        if not args.input or not args.output:
-            ap.error("INPUT and OUTPUT are required")
-        if args.server:
-            return _run_remote(prog, args, video)
-        from hdrlift.engine.pipeline import Pipeline, PipelineOptions, default_progress
 
-        opts = PipelineOptions(model=args.model, weights=args.weights, device=args.device,
-                               ocio_config=args.ocio_config, input_space=args.input_colorspace,
-                               output_space=args.output_colorspace, half=not args.float,
-                               compression=args.compression, mask_layer=args.mask_layer,
-                               backend=args.backend, precision=args.precision, max_pixels=args.max_pixels,
-                               **({"batch": args.batch, "encode_workers": args.encode_workers} if video else {}))
-        pipe = Pipeline(opts)
-        progress = None if args.quiet else default_progress()
-        if video:
-            start, end = _frame_range(args, video)
-            report = pipe.convert(args.input, args.output, start=start, end=end, every=args.every,
-                                  resume=args.resume, overwrite=args.overwrite, progress=progress,
-                                  preview=args.preview, reader_options=_reader_options(args))
-        else:
-            report = pipe.convert(args.input, args.output, overwrite=args.overwrite, progress=progress,
-                                  preview=args.preview, single=True)
-        if not args.quiet:
-            _summary(prog, report, f"model {pipe.model_name} on {pipe.backend.name}/{pipe.backend.device}")
+def _body(ap: argparse.ArgumentParser, args: argparse.Namespace, prog: str, video: bool) -> int:
+    if args.list_models:
+        print(_list_remote_models(args) if args.server else _list_models())
         return 0
-    except HdrliftError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted; finished frames are complete, rerun with --resume", file=sys.stderr)
-        return 130
-    except MemoryError:
-        print(f"{prog}: error: out of memory", file=sys.stderr)
-        return 1
-    except OSError as exc:  # anything the IO layer did not already translate
-        print(f"{prog}: error: {InputError(str(exc))}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a bug: still one line (finished frames stay complete); HDRLIFT_DEBUG=1 re-raises
-        if os.environ.get("HDRLIFT_DEBUG", "").strip() not in ("", "0"):
-            raise
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"{prog}: error: internal error ({type(exc).__name__}: {first}); please report it, "
-              f"HDRLIFT_DEBUG=1 shows the traceback", file=sys.stderr)
-        return 1
+    if args.list_colorspaces:
+        from hdrlift.engine.colour import ColourManager
+
+        print(ColourManager(args.ocio_config).list_text())
+        return 0
+    if not args.input or not args.output:
+        ap.error("INPUT and OUTPUT are required")
+    if args.server:
+        return _run_remote(prog, args, video)
+    from hdrlift.engine.convert import default_progress
+    from hdrlift.engine.pipeline import Pipeline, PipelineOptions
+
+    opts = PipelineOptions(model=args.model, weights=args.weights, device=args.device,
+                           ocio_config=args.ocio_config, input_space=args.input_colorspace,
+                           output_space=args.output_colorspace, half=not args.float,
+                           compression=args.compression, mask_layer=args.mask_layer,
+                           backend=args.backend, precision=args.precision, max_pixels=args.max_pixels,
+                           **({"batch": args.batch, "encode_workers": args.encode_workers} if video else {}))
+    pipe = Pipeline(opts)
+    progress = None if args.quiet else default_progress()
+    if video:
+        start, end = _frame_range(args, video)
+        report = pipe.convert(args.input, args.output, start=start, end=end, every=args.every,
+                              resume=args.resume, overwrite=args.overwrite, progress=progress,
+                              preview=args.preview, reader_options=_reader_options(args))
+    else:
+        report = pipe.convert(args.input, args.output, overwrite=args.overwrite, progress=progress,
+                              preview=args.preview, single=True)
+    if not args.quiet:
+        _summary(prog, report)
+    return 0
 
 
 def video_main(argv: list[str] | None = None) -> int:

@@ -64,7 +64,10 @@ from hdrlift.engine.colour import DEFAULT_OUTPUT_SPACE, ColourManager
 from hdrlift.engine.errors import ColourError, HdrliftError, InputError, ModelError, OutputError
 from hdrlift.engine.metrics import Metrics, serve_metrics
 from hdrlift.engine.models import DEFAULT_MODEL, available, get_info
-from hdrlift.engine.pipeline import EXR_COMPRESSIONS, Pipeline, PipelineOptions, sequence_pattern
+from hdrlift.engine.convert import sequence_pattern
+from hdrlift.engine.io.exr import COMPRESSIONS as EXR_COMPRESSIONS
+from hdrlift.engine.io.exr import frame_attributes
+from hdrlift.engine.pipeline import Pipeline, PipelineOptions
 from hdrlift.engine.tiling import needs_tiling
 from hdrlift.plugin import frames as fr
 from hdrlift.plugin.v1 import hdrlift_pb2 as pb
@@ -1210,12 +1213,8 @@ class HdrliftServer:
                 rgb, _, _ = fr.decode_exr(payload, max_pixels=self.config.max_pixels)
             else:
                 rgb = fr.decode_planar(payload, h.width, h.height, 3, code)
-            bad = int(np.count_nonzero(~np.isfinite(rgb)))
-            if bad:
-                raise RpcFailure(SC.INVALID_ARGUMENT, f"frame has {bad} NaN/Inf values")
             p = st.pipeline
-            net_in = p.colour.network_converter(st.input_space, to_network=True)(rgb)
-            np.clip(net_in, 0.0, 1.0, out=net_in)
+            net_in = p.colour_in(rgb, st.input_space)  # checks: InputError -> INVALID_ARGUMENT
             deadline = None
             rem = context.time_remaining() if context is not None else None
             if rem is not None:
@@ -1244,20 +1243,14 @@ class HdrliftServer:
     def finish(self, prep: Prepared, lin: np.ndarray, mask: np.ndarray) -> tuple[pb.FrameHeader, bytes]:
         st = prep.settings
         p = st.pipeline
-        if not np.isfinite(lin).all():
-            raise ModelError(f"model {st.model!r} produced non-finite values")
-        hdr = p.colour.network_converter(p.output_space, to_network=False)(lin)
+        hdr = p.colour_out(lin)  # checks: non-finite output -> ModelError
         names = ["R", "G", "B"] + (["mask"] if prep.want_mask else [])
         header = pb.FrameHeader(width=prep.width, height=prep.height, dtype=prep.out_dtype,
                                 channels=len(names), input_space=st.input_space, output_space=p.output_space,
                                 model=st.model, model_version=str(p.model_version), channel_names=names,
                                 batch_size=prep.item.batch_size)
         if prep.out_dtype == pb.DTYPE_EXR:
-            attrs = {"hdrlift:colorspace": p.output_space, "hdrlift:input_colorspace": st.input_space,
-                     "hdrlift:model": st.model, "hdrlift:model_version": str(p.model_version),
-                     "hdrlift:version": __version__, "oiio:ColorSpace": p.output_space}
-            if p.chromaticities is not None:
-                attrs["chromaticities"] = tuple(float(c) for c in p.chromaticities)
+            attrs = frame_attributes(input_space=st.input_space, ocio_config=p.colour.config_name, **p.attributes())
             data = fr.encode_exr(hdr, mask if prep.want_mask else None, half=False, attributes=attrs)
         else:
             img = np.concatenate([hdr, mask[:, :, None]], axis=2) if prep.want_mask else hdr

@@ -1,13 +1,15 @@
-"""What host plug-ins share with the server: contract, client, frame marshalling.
+"""What host plug-ins share with the server: contract, client, frame marshalling, errors.
 
-``Client`` and ``convert_remote`` (``hdrlift.plugin.client``) are imported on first use, so a host
-that only needs :mod:`hdrlift.plugin.frames` does not import grpc.
+A leaf: it imports grpcio, protobuf, numpy and its own modules, never the engine or torch, so a
+host (Nuke, Blender, a farm script) can vendor it alone (docs/ARCHITECTURE.md). ``Client``
+(``hdrlift.plugin.client``) is imported on first use, so a host that only needs
+:mod:`hdrlift.plugin.frames` does not import grpc.
 """
 
 import pathlib
 
-__all__ = ["Client", "RemoteError", "Result", "convert_remote", "PROTO", "read_token_file"]
-_LAZY = ("Client", "RemoteError", "Result", "convert_remote")
+__all__ = ["Client", "RemoteError", "Result", "PROTO", "read_token_file"]
+_LAZY = ("Client", "RemoteError", "Result")
 
 #: The ``hdrlift.v1`` contract, installed with the package: for grpcurl (``-proto``) and for
 #: generating clients in other languages.
@@ -17,7 +19,7 @@ PROTO = pathlib.Path(__file__).resolve().parent / "proto" / "hdrlift" / "v1" / "
 def read_token_file(path: str) -> str:
     """The bearer token in ``path``: its first line that is neither empty nor a ``#`` comment
     (what ``hdr-video --token-file`` and the host shims read). InputError (one line) otherwise."""
-    from hdrlift.engine.errors import InputError
+    from hdrlift.plugin.errors import InputError
 
     try:
         with open(path, encoding="utf-8") as fh:

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator
 import grpc
 import numpy as np
 
-from hdrlift.engine.errors import HdrliftError
+from hdrlift.plugin.errors import HdrliftError, ServerError
 from hdrlift.plugin import frames as fr
 from hdrlift.plugin.v1 import hdrlift_pb2 as pb
 from hdrlift.plugin.v1 import hdrlift_pb2_grpc as pb_grpc
@@ -45,12 +45,10 @@ DEFAULT_KEEPALIVE_S = 30.0  # seconds between HTTP/2 pings on an open call (0: n
 JOB_DONE = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
 
 
-class RemoteError(HdrliftError):
+class RemoteError(ServerError):
     """A server answered with an error status (``.code``: a ``grpc.StatusCode``), or its reply
     broke the contract (``.code`` None). The message is cleaned (:func:`clean_text`): a server
-    cannot put control characters or escape sequences on the user's terminal."""
-
-    exit_code = 6
+    cannot put control characters or escape sequences on the user's terminal. Exit code 6."""
 
     def __init__(self, code: grpc.StatusCode | None, message: str, server: str | None = None):
         self.code = code
@@ -75,6 +73,52 @@ def _remote(exc: grpc.RpcError, server: str | None = None) -> RemoteError:
     if not isinstance(code, grpc.StatusCode):
         code = None
     return RemoteError(code, clean_text(details) or "no details", server)
+
+
+_HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _health_status(data: bytes) -> int:
+    """Field 1 (varint) of a ``HealthCheckResponse``; 0 when absent. Other fields are skipped."""
+    i, status = 0, 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _read_varint(data, i)
+            if field == 1:
+                status = value
+        elif wire == 2:
+            size, i = _read_varint(data, i)
+            i += size
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise RemoteError(None, "malformed health reply")
+    return status
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise RemoteError(None, "malformed health reply")
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, i
+        shift += 7
 
 
 @dataclasses.dataclass
@@ -238,21 +282,43 @@ class Client:
 
     # -- information
     def health(self, service: str = "", timeout: float = 5.0) -> str:
-        """The server's health status name (``SERVING``, ``NOT_SERVING``...)."""
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        stub = health_pb2_grpc.HealthStub(self._channel)
+        """The server's health status name (``SERVING``, ``NOT_SERVING``...), from the standard
+        ``grpc.health.v1.Health/Check``. Its two one-field messages are coded here (a length-
+        delimited field 1 out, a varint field 1 back), so the client needs no
+        grpcio-health-checking package."""
+        name = service.encode("utf-8")
+        request = (b"\x0a" + _varint(len(name)) + name) if name else b""
+        check = self._channel.unary_unary("/grpc.health.v1.Health/Check")
         try:
-            r = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            reply = check(request, timeout=timeout)
         except grpc.RpcError as exc:
             raise _remote(exc, self.servers) from None
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+        return _HEALTH_STATUS.get(_health_status(bytes(reply)), "UNKNOWN")
 
     def server_info(self) -> pb.ServerInfo:
         return self._call(self.stub.GetServerInfo, pb.GetServerInfoRequest())
 
-    def list_models(self) -> pb.ListModelsReply:
-        return self._call(self.stub.ListModels, pb.ListModelsRequest())
+    def list_models(self, timeout: float | None = None) -> pb.ListModelsReply:
+        """The server's models (``timeout`` seconds; None: the client's default)."""
+        return self._call(self.stub.ListModels, pb.ListModelsRequest(), timeout)
+
+    def runnable_model(self, model: str | None = None, timeout: float | None = None) -> tuple[str, str]:
+        """Ask the server whether it can run ``model`` (None: its default): returns ``(model,
+        the server's default output space)``. Raises RemoteError when the server cannot be
+        reached, refuses the token, does not know the model or cannot run it."""
+        reply = self.list_models(timeout)
+        name = model or clean_text(reply.default_model, 200)
+        info = next((m for m in reply.models if m.name == name), None)
+        if info is None:
+            runnable = ", ".join(sorted(m.name for m in reply.models if m.runnable))
+            raise RemoteError(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}; it runs {runnable or 'none'}",
+                              self.servers)
+        if not info.runnable:
+            why = ("it merges exposure brackets (hdr-merge)" if info.kind == "fusion" else
+                   "no trained weights there" if info.needs_weights and not info.has_weights else
+                   "not runnable there")
+            raise RemoteError(grpc.StatusCode.FAILED_PRECONDITION, f"model {name!r} cannot run: {why}", self.servers)
+        return name, reply.default_output_space
 
     # -- frames
     @staticmethod
@@ -487,234 +553,3 @@ class Client:
             code = next((c for c in grpc.StatusCode if c.value[0] == last.error_code), None)
             raise RemoteError(code, last.error, self.servers)
         return last
-
-
-# --------------------------------------------------------------------------- CLI helper
-def remote_model(client: Client, model: str | None, timeout: float | None = 30.0) -> tuple[str, str]:
-    """Ask the server which model and output space to use: ``(model, default output space)``.
-    ``model`` None means the server's default. Raises RemoteError when the server cannot be
-    reached, refuses the token, or cannot run the model (before any frame is decoded)."""
-    reply = client._call(client.stub.ListModels, pb.ListModelsRequest(), timeout)
-    name = model or clean_text(reply.default_model, 200)
-    known = {m.name: m for m in reply.models}
-    info = known.get(name)
-    if info is None:
-        runnable = ", ".join(sorted(m.name for m in reply.models if m.runnable))
-        raise RemoteError(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}; it runs {runnable or 'none'}",
-                          client.servers)
-    if not info.runnable:
-        why = ("it merges exposure brackets (hdr-merge)" if info.kind == "fusion" else
-               "no trained weights there" if info.needs_weights and not info.has_weights else "not runnable there")
-        raise RemoteError(grpc.StatusCode.FAILED_PRECONDITION, f"model {name!r} cannot run: {why}", client.servers)
-    return name, reply.default_output_space
-
-
-def convert_remote(source, output, servers: str, *, model: str | None = None, input_space: str | None = None,
-                   output_space: str | None = None, start: int | None = None, end: int | None = None, every: int = 1,
-                   resume: bool = False, overwrite: bool = False, half: bool = True, compression: str = "zip",
-                   mask_layer: bool = False, single: bool = False, token: str | None = None, tls: bool = False,
-                   ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
-                   server_name: str | None = None, streams: int | None = None, window: int = 4,
-                   progress: Callable[[int, int | None, float], None] | None = None,
-                   reader_options: dict | None = None, ocio_config: str | None = None, wire_dtype: str = "float",
-                   timeout: float | None = None, retries: int = 4, connect_timeout: float | None = 30.0,
-                   keepalive: float = DEFAULT_KEEPALIVE_S):
-    """``hdr-video --server``: decode here, reconstruct on the server(s), write EXRs here.
-
-    The server is asked first (``ListModels``, within ``connect_timeout``) whether it can run
-    ``model`` (None: its default model; ``output_space`` None: its default space), so an
-    unreachable server, a refused token or an unknown model fail before anything is read or
-    written. Frames are then decoded locally (``open_source``), sent as planar float
-    (``wire_dtype``) through one stream per server address (or ``streams``), and written with
-    ``write_exr`` (hidden temporary, then rename) under the same names, attributes and
-    resume rules as a local run. Returns a ``RunReport`` with ``.model`` and ``.servers`` added.
-    Errors: ``RemoteError`` (the server's status), ``InputError``/``OutputError`` as locally.
-    """
-    import pathlib
-    from concurrent.futures import ThreadPoolExecutor
-
-    from hdrlift.engine import __version__
-    from hdrlift.engine.colour import ColourManager, colorspace_from_tags
-    from hdrlift.engine.errors import InputError, OutputError
-    from hdrlift.engine.io import exr
-    from hdrlift.engine.io.images import open_source
-    from hdrlift.engine.pipeline import (EXR_COMPRESSIONS, Pipeline, RunReport, output_path,
-                                         remove_stale_temporaries, sequence_pattern)
-
-    if every < 1:
-        raise InputError(f"--every must be >= 1, got {every}")
-    if start is not None and end is not None and end < start:
-        raise InputError(f"frame range {start}-{end} is empty")
-    if compression not in EXR_COMPRESSIONS:
-        raise OutputError(f"unknown EXR compression {compression!r}; choose one of {', '.join(EXR_COMPRESSIONS)}")
-    if single and not os.fspath(output).lower().endswith(".exr"):
-        raise OutputError(f"output must be an .exr file, got {os.fspath(output)!r}")
-    n_addr = len([a for a in servers.split(",") if a.strip()])
-    client = Client(servers, token=token, tls=tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
-                    server_name=server_name, retries=retries, keepalive=keepalive)
-    cm = ColourManager(ocio_config)
-    t0 = time.perf_counter()
-    written, skipped = [], []
-    timings = {"decode": 0.0, "model": 0.0, "encode": 0.0}
-    stop = threading.Event()  # set on the first error (or Ctrl-C): every stream stops taking frames
-    with client:
-        model, default_space = remote_model(client, model, connect_timeout)
-        output_space = output_space or default_space  # the same space from every server
-        reader = open_source(source, **(reader_options or {}))
-        with reader:
-            tags = getattr(reader, "tags", None)
-            if input_space:
-                in_space = input_space
-            elif tags is not None:
-                in_space = colorspace_from_tags(tags, cm)
-            else:
-                in_space = cm.resolve("srgb")
-            if single:
-                target = pathlib.Path(output)
-
-                def path_for(n):
-                    return target
-            else:
-                pattern = sequence_pattern(source, output)
-
-                def path_for(n):
-                    return output_path(pattern, n)
-            out_dir = path_for(0).parent
-            Pipeline._prepare_dir(out_dir)
-            remove_stale_temporaries(out_dir)
-            total = Pipeline._count(reader, start, end, every)
-            frames_iter = iter(reader.frames(start=start, end=end, every=every))
-            gen_lock = threading.Lock()
-            done_lock = threading.Lock()
-            done = [0]
-
-            def tick(path, was_skipped):
-                with done_lock:
-                    (skipped if was_skipped else written).append(path)
-                    done[0] += 1
-                    if progress:
-                        progress(done[0], total, time.perf_counter() - t0)
-
-            def next_frame():
-                """The next frame to send, or None at the end (shared by every stream)."""
-                with gen_lock:
-                    while not stop.is_set():
-                        td = time.perf_counter()
-                        try:
-                            frame = next(frames_iter)
-                        except StopIteration:
-                            return None
-                        finally:
-                            timings["decode"] += time.perf_counter() - td
-                        target = path_for(frame.number)
-                        if target.exists():
-                            if resume and exr.is_complete_exr(target):
-                                tick(target, True)
-                                continue
-                            if not (resume or overwrite):
-                                raise OutputError(f"{target} exists; pass --resume to skip finished frames "
-                                                  "or --overwrite")
-                        try:
-                            rgb = Pipeline._check_frame(frame.rgb)
-                        except InputError as exc:
-                            raise InputError(f"{source} frame {frame.number}: {exc}") from None
-                        return frame.number, rgb
-                    return None
-
-            def frames_for_stream():
-                while True:
-                    item = next_frame()
-                    if item is None:
-                        return
-                    yield item
-
-            base = client.header(model=model, input_space=in_space, output_space=output_space, dtype=wire_dtype,
-                                 output_dtype="half" if half else "float", mask=mask_layer,
-                                 reply_chunk_bytes=client.chunk_bytes)
-            chroma_cache: dict = {}
-
-            def attrs_for(number, header):
-                space = clean_text(header.output_space, 200)
-                attrs = {"oiio:ColorSpace": space, "hdrlift:colorspace": space,
-                         "hdrlift:input_colorspace": clean_text(header.input_space, 200),
-                         "hdrlift:source": str(source), "hdrlift:source_frame": int(number),
-                         "hdrlift:model": clean_text(header.model, 200),
-                         "hdrlift:model_version": clean_text(header.model_version, 200),
-                         "hdrlift:version": __version__, "hdrlift:ocio_config": cm.config_name,
-                         "hdrlift:server": client.servers}
-                if space not in chroma_cache:
-                    try:
-                        chroma_cache[space] = tuple(float(c) for c in cm.chromaticities(space))
-                    except HdrliftError:
-                        chroma_cache[space] = None
-                if chroma_cache[space] is not None:
-                    attrs["chromaticities"] = chroma_cache[space]
-                return attrs
-
-            errors: list[BaseException] = []
-            out_space = [output_space]
-
-            def worker(pool):
-                futs = []
-                try:
-                    for number, res in client._stream(frames_for_stream(), base, window=window, timeout=timeout):
-                        out_space[0] = clean_text(res.header.output_space, 200)
-                        target = path_for(number)
-                        layers = {"mask": res.mask} if mask_layer and res.mask is not None else None
-
-                        def write(target=target, res=res, layers=layers, number=number):
-                            te = time.perf_counter()
-                            hdr = res.hdr
-                            if half and not np.isfinite(hdr).all():
-                                # a half reply holds +-inf where a value overflowed half (|x| >= 65520);
-                                # a local run writes the same inf (OpenImageIO rounds float -> half
-                                # the same way), so give write_exr the smallest float rounding to it
-                                big = np.float32(65520.0)
-                                hdr = np.where(np.isposinf(hdr), big, np.where(np.isneginf(hdr), -big, hdr))
-                            exr.write_exr(target, hdr, half=half, compression=compression,
-                                          attributes=attrs_for(number, res.header), layers=layers)
-                            timings["encode"] += time.perf_counter() - te
-                            tick(target, False)
-                        futs.append(pool.submit(write))
-                        while len(futs) > 2 * window:
-                            futs.pop(0).result()
-                        if stop.is_set():
-                            break
-                except BaseException as exc:  # noqa: BLE001 - raised by the caller
-                    errors.append(exc)
-                    stop.set()
-                finally:
-                    for f in futs:  # frames already received are written whole (atomic rename)
-                        try:
-                            f.result()
-                        except BaseException as exc:  # noqa: BLE001
-                            errors.append(exc)
-                            stop.set()
-
-            n_streams = max(1, streams or n_addr)
-            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="exr") as pool:
-                threads = [threading.Thread(target=worker, args=(pool,), name=f"stream-{i}", daemon=True)
-                           for i in range(n_streams)]
-                for th in threads:
-                    th.start()
-                try:
-                    for th in threads:
-                        while th.is_alive():
-                            th.join(0.5)
-                except BaseException:  # Ctrl-C: stop sending, let the frames received be written
-                    stop.set()
-                    client.close()
-                    for th in threads:
-                        th.join(10)
-                    raise
-            if errors:
-                raise errors[0]
-    if done[0] == 0:
-        raise InputError(f"no frames to convert in {source} for the requested range")
-    timings["model"] = max(0.0, time.perf_counter() - t0 - timings["decode"] - timings["encode"])
-    report = RunReport(written=sorted(written), skipped=sorted(skipped), frames=done[0],
-                       seconds=time.perf_counter() - t0, input_space=in_space, output_space=out_space[0],
-                       timings=timings)
-    report.model = model
-    report.servers = client.servers
-    return report

@@ -3,7 +3,7 @@
 Planar layout (the ``hdrlift.v1`` contract): channel 0's plane, then channel 1's, ...; each plane
 row-major, top row first; samples little-endian IEEE binary16 (``DTYPE_HALF``) or binary32
 (``DTYPE_FLOAT``). ``DTYPE_EXR`` payloads are the bytes of an OpenEXR file (channels R, G, B and,
-with a mask, ``mask.Y``), written and read through :mod:`hdrlift.engine.io.exr`.
+with a mask, ``mask.Y``) in the small wire subset of :mod:`hdrlift.plugin.openexr`.
 
 Nothing here evaluates or unpickles what a peer sends: payloads are only ever read as numbers
 after their sizes were checked against the header.
@@ -11,12 +11,11 @@ after their sizes were checked against the header.
 
 from __future__ import annotations
 
-import pathlib
-import tempfile
 from typing import Iterator
 
 import numpy as np
 
+from hdrlift.plugin import openexr
 from hdrlift.plugin.v1 import hdrlift_pb2 as pb
 
 DTYPE_HALF = pb.DTYPE_HALF
@@ -93,57 +92,38 @@ def decode_planar(data: bytes | bytearray | memoryview, width: int, height: int,
 
 def encode_exr(rgb: np.ndarray, mask: np.ndarray | None = None, *, half: bool = True,
                attributes: dict | None = None) -> bytes:
-    """``H x W x 3`` (+ mask ``H x W``) -> the bytes of an EXR file (zip compression)."""
-    from hdrlift.engine.io.exr import write_exr
-
-    with tempfile.TemporaryDirectory(prefix="hdrlift-exr-") as d:
-        path = pathlib.Path(d) / "frame.exr"
-        write_exr(path, rgb, half=half, compression="zip", attributes=attributes,
-                  layers={"mask": mask} if mask is not None else None)
-        return path.read_bytes()
+    """``H x W x 3`` (+ mask ``H x W``) -> the bytes of an EXR file (zip compression), written
+    by :mod:`hdrlift.plugin.openexr` (numpy and zlib only)."""
+    a = np.asarray(rgb, dtype=np.float32)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise FrameFormatError(f"frame must be H x W x 3, got shape {tuple(a.shape)}")
+    planes = {"R": a[:, :, 0], "G": a[:, :, 1], "B": a[:, :, 2]}
+    if mask is not None:
+        planes["mask.Y"] = np.asarray(mask, dtype=np.float32)
+    try:
+        return openexr.encode(planes, half=half, compression=openexr.ZIP, attributes=attributes)
+    except openexr.ExrFormatError as exc:
+        raise FrameFormatError(str(exc)) from None
 
 
 def decode_exr(data: bytes, *, max_pixels: int | None = None) -> tuple[np.ndarray, np.ndarray | None, dict]:
     """EXR bytes -> (rgb ``H x W x 3`` float32, mask ``H x W`` or None, attributes).
 
-    The header is read first and the declared size checked against ``max_pixels`` before any
+    The wire subset of :mod:`hdrlift.plugin.openexr`: the header is read first and its declared
+    size and channels checked (against ``max_pixels``, and at most R, G, B, A, mask.Y) before any
     pixel is decoded, so a hostile header cannot make the reader allocate a huge image.
     """
-    import OpenImageIO as oiio
-
-    from hdrlift.engine.io.exr import read_exr
-
-    if not data[:4] == b"\x76\x2f\x31\x01":
-        raise FrameFormatError("payload is not an OpenEXR file (bad magic number)")
-    with tempfile.TemporaryDirectory(prefix="hdrlift-exr-") as d:
-        path = pathlib.Path(d) / "frame.exr"
-        path.write_bytes(bytes(data))
-        inp = oiio.ImageInput.open(str(path))
-        if inp is None:
-            raise FrameFormatError(f"cannot read EXR payload: {oiio.geterror().strip().splitlines()[:1]}")
-        try:
-            spec = inp.spec()
-            w, h = spec.width, spec.height
-        finally:
-            inp.close()
-        if w < 1 or h < 1:
-            raise FrameFormatError(f"EXR payload declares {w}x{h} pixels")
-        if max_pixels is not None and w * h > max_pixels:
-            raise FrameTooLarge(f"EXR payload is {w}x{h}; this server takes at most {max_pixels} pixels")
-        try:
-            img = read_exr(path)
-        except Exception as exc:  # InputError: truncated/corrupt
-            raise FrameFormatError(f"cannot read EXR payload: {str(exc).splitlines()[0]}") from None
-    names = list(img.channels)
     try:
-        idx = [names.index(c) for c in ("R", "G", "B")]
-    except ValueError:
-        raise FrameFormatError(f"EXR payload needs channels R, G, B; it has {', '.join(names)}") from None
-    rgb = np.ascontiguousarray(img.pixels[:, :, idx])
-    mask = None
-    if "mask.Y" in names:
-        mask = np.ascontiguousarray(img.pixels[:, :, names.index("mask.Y")])
-    return rgb, mask, dict(img.attributes)
+        planes, attrs = openexr.decode(data, max_pixels=max_pixels)
+    except openexr.ExrTooLarge as exc:
+        raise FrameTooLarge(str(exc)) from None
+    except openexr.ExrFormatError as exc:
+        raise FrameFormatError(str(exc)) from None
+    missing = [c for c in ("R", "G", "B") if c not in planes]
+    if missing:
+        raise FrameFormatError(f"EXR payload needs channels R, G, B; it has {', '.join(sorted(planes))}")
+    rgb = np.ascontiguousarray(np.stack([planes["R"], planes["G"], planes["B"]], axis=2))
+    return rgb, planes.get("mask.Y"), attrs
 
 
 class FrameTooLarge(FrameFormatError):

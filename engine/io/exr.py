@@ -4,7 +4,7 @@
 (``mask.Y``) and metadata to a hidden temporary file next to the target
 (``.NAME.tmp-PID-RANDOM.exr``), flushes it to disk and renames it into place, so a finished
 frame is never partial whatever happens to the process: a killed run leaves at most a hidden
-temporary, which `hdrlift.engine.pipeline.remove_stale_temporaries` tidies later.
+temporary, which `hdrlift.engine.convert.remove_stale_temporaries` tidies later.
 
 Files are deterministic: OpenImageIO stamps a "DateTime" attribute on every EXR it writes
 unless told otherwise; hdrlift suppresses it (unless the caller passes one), so the same
@@ -25,7 +25,8 @@ import OpenImageIO as oiio
 
 from hdrlift.engine.errors import InputError, OutputError
 
-__all__ = ["COMPRESSIONS", "ExrImage", "write_exr", "read_exr", "is_complete_exr", "temporary_name"]
+__all__ = ["COMPRESSIONS", "ExrImage", "write_exr", "read_exr", "is_complete_exr", "temporary_name",
+           "frame_attributes"]
 
 #: Compression names OpenImageIO's OpenEXR writer understands. "dwaa"/"dwab"/"zip"/"zips"
 #: also take a quality or level after a colon ("dwaa:45", "zip:6").
@@ -71,6 +72,36 @@ class ExrImage(NamedTuple):
         if key not in self.channels:
             raise KeyError(f"no layer {name!r} (channels: {', '.join(self.channels)})")
         return self.pixels[..., self.channels.index(key)]
+
+
+def frame_attributes(*, output_space: str, input_space: str, model: str, model_version: str,
+                     ocio_config: str = "", chromaticities=None, source: str | None = None,
+                     frame: int | None = None, server: str | None = None) -> dict[str, Any]:
+    """The header attributes that say how a frame was made: colour spaces (and the output's
+    chromaticities), model and version, hdrlift's version and OCIO config, and where the frame
+    came from. The one builder for every EXR hdrlift writes (local runs, path jobs,
+    ``--server`` runs, the server's EXR replies)."""
+    from hdrlift.engine import __version__
+
+    attrs: dict[str, Any] = {
+        "oiio:ColorSpace": output_space,
+        "hdrlift:colorspace": output_space,
+        "hdrlift:input_colorspace": input_space,
+        "hdrlift:model": model,
+        "hdrlift:model_version": str(model_version),
+        "hdrlift:version": __version__,
+    }
+    if ocio_config:
+        attrs["hdrlift:ocio_config"] = ocio_config
+    if source is not None:
+        attrs["hdrlift:source"] = str(source)
+    if frame is not None:
+        attrs["hdrlift:source_frame"] = int(frame)
+    if server:
+        attrs["hdrlift:server"] = server
+    if chromaticities is not None:
+        attrs["chromaticities"] = tuple(float(c) for c in chromaticities)
+    return attrs
 
 
 def _first_line(text: str) -> str:

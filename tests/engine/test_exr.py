@@ -14,7 +14,7 @@ import pytest
 
 from hdrlift.engine.errors import InputError, OutputError
 from hdrlift.engine.io.exr import ExrImage, is_complete_exr, read_exr, write_exr
-from hdrlift.engine.pipeline import _TEMP_NAME
+from hdrlift.engine.convert import _TEMP_NAME
 
 AP1 = (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767)
 

@@ -236,7 +236,7 @@ def test_sequence_numbers_from_names(tmp_path, pattern):
 
 
 def test_sequence_start_end_every_match_the_pipeline_count(tmp_path):
-    from hdrlift.engine.pipeline import Pipeline
+    from hdrlift.engine.convert import count_frames
 
     make_sequence(tmp_path / "s", range(1, 13))
     r = open_source(tmp_path / "s" / "plate.####.png")
@@ -245,7 +245,7 @@ def test_sequence_start_end_every_match_the_pipeline_count(tmp_path):
     for (start, end, every), want in cases:
         got = [f.number for f in r.frames(start=start, end=end, every=every)]
         assert got == want, (start, end, every)
-        assert Pipeline._count(r, start, end, every) == len(want)
+        assert count_frames(r, start, end, every) == len(want)
     with pytest.raises(InputError, match="past the last frame"):
         r.frames(start=13)
     with pytest.raises(ValueError):

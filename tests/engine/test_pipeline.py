@@ -19,7 +19,8 @@ from hdrlift.engine.errors import InputError, OutputError
 from hdrlift.engine.io.exr import is_complete_exr, read_exr
 from hdrlift.engine.io.video import VideoReader
 from hdrlift.engine.models.blocks import srgb_to_linear
-from hdrlift.engine.pipeline import Pipeline, PipelineOptions, output_path, sequence_pattern
+from hdrlift.engine.convert import output_path, sequence_pattern
+from hdrlift.engine.pipeline import Pipeline, PipelineOptions
 
 from tests.conftest import console_script
 

@@ -132,7 +132,7 @@ def test_malformed_streams_are_refused_and_bounded(hostile, mode):
 
 def test_server_text_cannot_reach_the_terminal(hostile, sample_clip, tmp_path, capsys):
     from hdrlift.engine.cli import video_main
-    from hdrlift.plugin.client import convert_remote
+    from hdrlift.engine.remote import convert_remote
 
     servicer, addr, _ = hostile
     servicer.mode = "escape"
@@ -192,7 +192,7 @@ def test_half_overflow_is_written_as_a_local_run_writes_it(hostile, sample_clip,
     local run's float -> half conversion makes them (not an error)."""
     from hdrlift.engine.io.exr import read_exr, write_exr
     from hdrlift.engine.io.images import open_source
-    from hdrlift.plugin.client import convert_remote
+    from hdrlift.engine.remote import convert_remote
 
     servicer, addr, _ = hostile
     servicer.mode = "overflow"

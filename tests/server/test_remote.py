@@ -14,7 +14,8 @@ from server_helpers import DeviceHold, frame, reference, wait_for
 
 from hdrlift.engine.io.exr import read_exr
 from hdrlift.plugin import Client
-from hdrlift.plugin.client import channel_target, convert_remote
+from hdrlift.engine.remote import convert_remote
+from hdrlift.plugin.client import channel_target
 
 
 def test_convert_remote_equals_local_conversion(sample_clip, address, tmp_path):

@@ -1,0 +1,509 @@
+"""The one file loop: a video, image sequence or still -> an OpenEXR sequence (or one EXR).
+
+Every entry point that converts files runs this loop (``hdr-video``, ``hdr-image``, the server's
+path jobs, ``hdr-video --server``). What differs between a local run and a remote one is only
+the :class:`FrameStep` plugged in, the step that turns decoded frames into HDR:
+
+* :class:`hdrlift.engine.pipeline.LocalStep`: colour in, the model's back end, colour out, on
+  this machine (:class:`~hdrlift.engine.pipeline.Pipeline`);
+* :class:`hdrlift.engine.remote.RemoteStep`: the frames go to hdrlift-serve servers through
+  :class:`hdrlift.plugin.Client` streams, which do the colour and the model there.
+
+Everything else exists once, here: frame selection (``start``/``end``/``every``), output naming
+(``folder/<stem>.####.exr``, ``####``/``%04d`` patterns, one file for a still), resume and
+overwrite, the bounded queues between stages, the EXR writer pool, progress, the preview and the
+run report. Three stages:
+
+* a decode thread decodes each frame, skips the ones ``--resume`` finds complete, checks the
+  pixels and hands them to the step's ``prepare`` (colour in, for a local run);
+* the calling thread drives the step's ``run`` (inference; for a remote run, stream threads);
+* ``encode_workers`` threads run the step's ``finish`` (colour out) and write the EXR
+  atomically, in the order the frames were decoded.
+
+An error raised by a stage reaches the caller after every frame before it has been written
+(writes are atomic: no frame is ever partial).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+import pathlib
+import queue
+import re
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+from hdrlift.engine.errors import InputError, OutputError
+
+_SENTINEL = object()
+Progress = Callable[[int, "int | None", float], None]
+
+
+@dataclasses.dataclass
+class RunReport:
+    written: list[pathlib.Path]
+    skipped: list[pathlib.Path]
+    frames: int
+    seconds: float
+    input_space: str
+    output_space: str
+    timings: dict[str, float]  # busy seconds per stage: decode, colour (in + out), model, encode
+    model: str = ""
+    where: str = ""  # "torch/cpu", or the servers' addresses
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def servers(self) -> str:
+        """The servers' addresses of a remote run (``where``)."""
+        return self.where
+
+
+@dataclasses.dataclass
+class ExrSettings:
+    half: bool = True
+    compression: str = "zip"
+    mask_layer: bool = False  # extra layer "mask.Y": which pixels were expanded
+
+
+@dataclasses.dataclass
+class Work:
+    """A decoded frame on its way: ``payload`` is what the step's ``prepare`` made of it."""
+
+    number: int
+    target: pathlib.Path
+    payload: Any
+    preview: bool
+
+
+@dataclasses.dataclass
+class Skip:
+    target: pathlib.Path  # already complete (--resume)
+
+
+class FrameStep(abc.ABC):
+    """The "infer these frames" step a conversion plugs into :func:`convert`."""
+
+    #: what produced the frames, for the report: model name, and where it ran
+    model: str = ""
+    where: str = ""
+
+    @property
+    @abc.abstractmethod
+    def output_space(self) -> str:
+        """The colour space the frames come out in."""
+
+    @abc.abstractmethod
+    def input_space_for(self, tags) -> str:
+        """The input colour space: the user's choice, else the stream's tags (None: a still)."""
+
+    def open(self, input_space: str) -> None:
+        """Called once the input space is known, before the first ``prepare``."""
+
+    @abc.abstractmethod
+    def prepare(self, rgb: np.ndarray) -> Any:
+        """Decode thread: a checked ``H x W x 3`` float32 frame -> the step's payload."""
+
+    @abc.abstractmethod
+    def run(self, items: Iterator, timings: dict) -> Iterator:
+        """Calling thread: ``items`` yields :class:`Work` and :class:`Skip`; yield each
+        :class:`Skip` and a ``(Work, output)`` pair per frame, in the order they came."""
+
+    @abc.abstractmethod
+    def finish(self, output) -> tuple[np.ndarray, np.ndarray | None]:
+        """Encode worker: a step output -> (HDR ``H x W x 3`` in ``output_space``, mask or None)."""
+
+    @abc.abstractmethod
+    def attributes(self, output) -> dict:
+        """The EXR attributes that say how a frame was made (:func:`exr.frame_attributes`)."""
+
+    def preview(self, work: Work, output) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(input as displayed, linear Rec.709 result)`` for ``--preview``; None: no preview."""
+        return None
+
+    def account(self, timings: dict, elapsed: float) -> None:
+        """Fill in the timings the step could not measure itself (at the end of a run)."""
+
+
+# --------------------------------------------------------------------------- output naming
+def output_path(pattern: str | os.PathLike, number: int) -> pathlib.Path:
+    """Expand ``name.####.exr`` or ``name.%04d.exr`` with a frame number."""
+    s = str(pattern)
+    m = re.search(r"%0?(\d*)d", s)
+    if m:
+        width = int(m.group(1) or 1)
+        return pathlib.Path(s[: m.start()] + f"{number:0{width}d}" + s[m.end():])
+    m = re.search(r"#+", s)
+    if m:
+        width = len(m.group(0))
+        return pathlib.Path(s[: m.start()] + f"{number:0{width}d}" + s[m.end():])
+    raise OutputError(f"output pattern {s!r} has no frame number field (#### or %04d)")
+
+
+def sequence_pattern(source: str | os.PathLike, out: str | os.PathLike) -> str:
+    """Turn an output folder into ``folder/<source stem>.####.exr``; keep explicit patterns."""
+    out_s = str(out)
+    if "#" in out_s or re.search(r"%0?\d*d", out_s):
+        return out_s
+    stem = pathlib.Path(str(source)).name
+    stem = re.sub(r"(\.?[#]+|\.?%0?\d*d)?\.[^.]+$", "", stem) or "frame"
+    return str(pathlib.Path(out_s) / f"{stem}.####.exr")
+
+
+def count_frames(reader, start, end, every) -> int | None:
+    """How many frames ``reader.frames(start, end, every)`` yields (None when unknown)."""
+    numbers = getattr(reader, "numbers", None)
+    if numbers is not None:  # an image sequence: count the files that exist (gaps are skipped)
+        if not numbers:
+            return 0
+        s = numbers[0] if start is None else start
+        return sum(1 for n in numbers if n >= s and (end is None or n <= end) and (n - s) % every == 0)
+    n = getattr(reader, "frame_count", None)
+    first = getattr(reader, "first_number", 1)
+    if not n:
+        return None
+    lo = max(start or first, first)
+    hi = min(end if end is not None else first + n - 1, first + n - 1)
+    return max(0, (hi - lo) // every + 1) if hi >= lo else 0
+
+
+def check_frame(rgb) -> np.ndarray:
+    """``rgb`` as a C-contiguous float32 ``H x W x 3`` array of finite values, or InputError."""
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise InputError(f"frame must be H x W x 3, got shape {tuple(a.shape)}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise InputError(f"frame is empty: shape {tuple(a.shape)}")
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(a)))
+    if bad:
+        raise InputError(f"frame has {bad} NaN/Inf values")
+    return a
+
+
+def check_range(start: int | None, end: int | None, every: int) -> None:
+    if every < 1:
+        raise InputError(f"--every must be >= 1, got {every}")
+    if start is not None and end is not None and end < start:
+        raise InputError(f"frame range {start}-{end} is empty")
+
+
+def prepare_dir(out_dir: pathlib.Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise OutputError(f"output folder {out_dir} is not writable")
+
+
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)-")
+
+
+def remove_stale_temporaries(folder: pathlib.Path) -> list[pathlib.Path]:
+    """Delete temporary files left by a killed run (``.name.tmp-PID-...``) whose process is gone.
+
+    Finished frames are never partial (they are renamed into place whole); this only tidies
+    the hidden temporaries a SIGKILL or power cut can leave behind.
+    """
+    removed = []
+    for entry in folder.iterdir():
+        m = _TEMP_NAME.match(entry.name)
+        if not m or not entry.is_file():
+            continue
+        pid = int(m.group(1))
+        if pid != os.getpid():
+            try:
+                os.kill(pid, 0)
+                continue  # another live process is writing it
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        else:
+            continue
+        entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+# --------------------------------------------------------------------------- the loop
+def convert(
+    step: FrameStep,
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    exr_settings: ExrSettings | None = None,
+    ocio_config_name: str = "",
+    start: int | None = None,
+    end: int | None = None,
+    every: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    preview: str | os.PathLike | None = None,
+    reader_options: dict | None = None,
+    single: bool = False,
+    queue_size: int = 4,
+    encode_workers: int = 2,
+    batch: int = 1,
+) -> RunReport:
+    """Convert a video, image sequence or still to EXR files through ``step``.
+
+    ``output`` is a folder (frames become ``folder/<stem>.####.exr``), a pattern with
+    ``####``/``%04d``, or, with ``single=True``, one EXR path for a still.
+    """
+    from hdrlift.engine.io import exr
+    from hdrlift.engine.io.images import open_source
+
+    settings = exr_settings or ExrSettings()
+    check_range(start, end, every)
+    if single and pathlib.Path(output).suffix.lower() != ".exr":
+        raise OutputError(f"output must be an .exr file, got {str(output)!r}")
+    reader = open_source(source, **(reader_options or {}))
+    t0 = time.perf_counter()
+    timings = {"decode": 0.0, "colour": 0.0, "model": 0.0, "encode": 0.0}
+    written: list[pathlib.Path] = []
+    skipped: list[pathlib.Path] = []
+    with reader:
+        input_space = step.input_space_for(getattr(reader, "tags", None))
+        step.open(input_space)
+        if single:
+            target = pathlib.Path(output)
+
+            def path_for(n: int) -> pathlib.Path:
+                return target
+        else:
+            pattern = sequence_pattern(source, output)
+
+            def path_for(n: int) -> pathlib.Path:
+                return output_path(pattern, n)
+        out_dir = path_for(0).parent
+        prepare_dir(out_dir)
+        remove_stale_temporaries(out_dir)
+
+        total = count_frames(reader, start, end, every)
+        mid = None if total is None else total // 2
+        seen = [0]
+        colour_in = [0.0]  # touched by the decode thread only; added to timings at the end
+
+        def prepare(frame) -> Work | Skip:
+            """Decode thread: skip a finished frame, or bring the frame to the step's payload."""
+            target = path_for(frame.number)
+            seen[0] += 1
+            # the preview shows the first frame and the middle one
+            want_preview = preview is not None and (seen[0] == 1 or seen[0] - 1 == mid)
+            if target.exists():
+                if resume and exr.is_complete_exr(target) and not want_preview:
+                    return Skip(target)
+                if not (resume or overwrite):
+                    raise OutputError(f"{target} exists; pass --resume to skip finished frames or --overwrite")
+            try:
+                rgb = check_frame(frame.rgb)
+            except InputError as exc:
+                raise InputError(f"{source} frame {frame.number}: {exc}") from None
+            t = time.perf_counter()
+            payload = step.prepare(rgb)
+            colour_in[0] += time.perf_counter() - t
+            return Work(frame.number, target, payload, want_preview)
+
+        items = _decode_thread(reader.frames(start=start, end=end, every=every), timings, prepare,
+                               max(queue_size, batch))
+        preview_pick = None
+        pending: list[tuple[pathlib.Path, Future]] = []
+        done = 0
+
+        def write(path: pathlib.Path, out, number: int) -> tuple[float, float]:
+            """Encode worker: the step's finish (colour out), then the atomic EXR write."""
+            t = time.perf_counter()
+            hdr, mask = step.finish(out)
+            t1 = time.perf_counter()
+            how = {"input_space": input_space, **step.attributes(out)}  # a server says what it resolved
+            attrs = exr.frame_attributes(source=str(source), frame=number, ocio_config=ocio_config_name, **how)
+            layers = {"mask": mask} if settings.mask_layer and mask is not None else None
+            exr.write_exr(path, hdr, half=settings.half, compression=settings.compression, attributes=attrs,
+                          layers=layers)
+            return t1 - t, time.perf_counter() - t1
+
+        def finish_oldest() -> None:
+            path, fut = pending.pop(0)
+            colour_s, write_s = fut.result()
+            timings["colour"] += colour_s
+            timings["encode"] += write_s
+            written.append(path)
+
+        with ThreadPoolExecutor(max_workers=encode_workers, thread_name_prefix="exr") as pool:
+            results = step.run(items, timings)
+            try:
+                for item in results:
+                    if isinstance(item, Skip):
+                        skipped.append(item.target)
+                        done += 1
+                        if progress:
+                            progress(done, total, time.perf_counter() - t0)
+                        continue
+                    w, out = item
+                    if w.preview:
+                        preview_pick = step.preview(w, out) or preview_pick
+                    if resume and w.target.exists() and exr.is_complete_exr(w.target):
+                        skipped.append(w.target)
+                        done += 1
+                        continue
+                    # bounded: wait for the oldest write before queueing more
+                    while len(pending) >= queue_size:
+                        finish_oldest()
+                    pending.append((w.target, pool.submit(write, w.target, out, w.number)))
+                    done += 1
+                    if progress:
+                        progress(done, total, time.perf_counter() - t0)
+                while pending:
+                    finish_oldest()
+            except BaseException:
+                results.close()
+                items.close()
+                # let frames already being written finish (atomic writes: no partial files)
+                for _, fut in pending:
+                    try:
+                        fut.result()
+                    except Exception:
+                        pass
+                raise
+    timings["colour"] += colour_in[0]
+    elapsed = time.perf_counter() - t0
+    step.account(timings, elapsed)
+    if done == 0:
+        raise InputError(f"no frames to convert in {source} for the requested range")
+    if preview is not None and preview_pick is not None:
+        write_preview(preview, *preview_pick)
+    return RunReport(written=written, skipped=skipped, frames=done, seconds=time.perf_counter() - t0,
+                     input_space=input_space, output_space=step.output_space, timings=timings,
+                     model=step.model, where=step.where)
+
+
+def _decode_thread(frames: Iterable, timings: dict, prepare: Callable, size: int) -> Iterator:
+    """Run the decoder (and ``prepare``, the colour-in step) in its own thread, handing the
+    results over a bounded queue of ``size`` items."""
+    q: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def work():
+        it = iter(frames)
+        try:
+            while not stop.is_set():
+                t = time.perf_counter()
+                try:
+                    f = next(it)
+                except StopIteration:
+                    break
+                timings["decode"] += time.perf_counter() - t
+                f = prepare(f)
+                while not stop.is_set():
+                    try:
+                        q.put(f, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+            q.put(_SENTINEL)
+        except BaseException as exc:  # hand the error to the consumer
+            q.put(exc)
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()
+
+    th = threading.Thread(target=work, name="decode", daemon=True)
+    th.start()
+
+    def gen():
+        try:
+            while True:
+                item = q.get()
+                if item is _SENTINEL:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while th.is_alive():
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
+                th.join(timeout=0.05)
+
+    return gen()
+
+
+# --------------------------------------------------------------------------- preview, progress
+_PREVIEW_CM: list = []
+
+
+def _preview_colour():
+    from hdrlift.engine.colour import DEFAULT_CONFIG, ColourManager
+
+    if not _PREVIEW_CM:
+        _PREVIEW_CM.append(ColourManager(DEFAULT_CONFIG))
+    return _PREVIEW_CM[0]
+
+
+def write_preview(path: str | os.PathLike, net_in: np.ndarray, linear709: np.ndarray, stops: float = 3.0) -> None:
+    """Side-by-side PNG: the input as displayed | the reconstruction ``stops`` darker, sRGB."""
+    import OpenImageIO as oiio
+
+    from hdrlift.engine.colour import NETWORK_INPUT_SPACE, NETWORK_OUTPUT_SPACE
+
+    # the preview is for a display: encode with the built-in config's sRGB, whatever the user's config
+    encode = _preview_colour().converter(NETWORK_OUTPUT_SPACE, NETWORK_INPUT_SPACE)
+    dark = encode(np.ascontiguousarray(linear709 * np.float32(2.0 ** -stops)))
+    left = net_in  # already sRGB code values: the input as a display shows it
+    gap = np.ones((net_in.shape[0], max(4, net_in.shape[1] // 100), 3), np.float32)
+    img = np.clip(np.concatenate([left, gap, dark], axis=1), 0.0, 1.0)
+    out = pathlib.Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
+    buf = oiio.ImageBuf(np.ascontiguousarray((img * 255.0 + 0.5).astype(np.uint8)))
+    if not buf.write(str(tmp)):
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write preview {out}: {buf.geterror()}")
+    os.replace(tmp, out)
+
+
+def default_progress(stream=None) -> Progress:
+    """A one-line progress bar with frames/s and ETA (plain lines when not a terminal), on
+    ``stream`` (default: ``sys.stderr`` as it is when called, not when this module was imported)."""
+    stream = stream if stream is not None else sys.stderr
+    tty = stream.isatty()
+    last = [0.0]
+
+    def show(done: int, total: int | None, elapsed: float) -> None:
+        now = time.monotonic()
+        final = total is not None and done >= total
+        if not final and now - last[0] < (0.2 if tty else 5.0):
+            return
+        last[0] = now
+        fps = done / elapsed if elapsed > 0 else 0.0
+        if total:
+            eta = (total - done) / fps if fps > 0 else float("inf")
+            width = 30
+            fill = int(width * done / total)
+            bar = "#" * fill + "-" * (width - fill)
+            eta_s = f"{eta:5.0f}s" if eta != float("inf") else "    ?"
+            line = f"[{bar}] {done}/{total} frames  {fps:5.2f} frames/s  ETA {eta_s}"
+        else:
+            line = f"{done} frames  {fps:5.2f} frames/s"
+        stream.write(("\r" + line) if tty else (line + "\n"))
+        if tty and final:
+            stream.write("\n")
+        stream.flush()
+
+    return show
