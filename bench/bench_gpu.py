@@ -139,7 +139,7 @@ def variants(device: str, ort_cuda: bool) -> list[dict]:
 
 def onnx_check(model, cache: str) -> dict:
     """Export the model to ONNX once (fp32) and load it in onnxruntime (CPU provider)."""
-    from hdrlift.engine.export import export_onnx
+    from hdrlift.engine.backends.exporters import export_onnx
 
     t = time.perf_counter()
     try:

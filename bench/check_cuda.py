@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from hdrlift.engine.backends.base import create_backend
+from hdrlift.engine.backends.selection import create_backend
 from hdrlift.engine.models.registry import LoadedModel, available
 
 

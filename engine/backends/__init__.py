@@ -1,6 +1,7 @@
 """Inference back ends behind one interface (:class:`Backend`): torch, onnxruntime, TensorRT.
 
-See ``base`` for the interface and the auto-selection rule, docs/backends.md for the design.
+``base``: the interface and what back ends share; ``selection``: :func:`create_backend` and the
+auto-selection rule; ``exporters``: the ONNX and TorchScript graphs. docs/backends.md has the design.
 """
 
 from hdrlift.engine.backends.base import (  # noqa: F401
@@ -8,10 +9,12 @@ from hdrlift.engine.backends.base import (  # noqa: F401
     PRECISIONS,
     Backend,
     InferenceWrapper,
-    choose_cpu_backend,
-    create_backend,
     default_cache_dir,
     export_key,
     weights_hash,
     wrap_module,
 )
+from hdrlift.engine.backends.selection import choose_cpu_backend, create_backend  # noqa: F401
+
+__all__ = ["KINDS", "PRECISIONS", "Backend", "InferenceWrapper", "default_cache_dir", "export_key", "weights_hash",
+           "wrap_module", "choose_cpu_backend", "create_backend"]

@@ -1,6 +1,6 @@
 """The onnxruntime back end.
 
-The model is exported once (``hdrlift.engine.export.export_onnx``: opset 17, dynamic ``N``, ``H``,
+The model is exported once (``hdrlift.engine.backends.exporters.export_onnx``: opset 17, dynamic ``N``, ``H``,
 ``W``, padding inside the graph, outputs ``hdr`` and ``mask``) into the cache folder under
 ``onnx/<name>-v<version>-<weights sha256[:16]>-op17-<fp32|fp16>-x<format>.onnx``, so new weights
 or a new model version never reuse a stale file. Sessions run on ``CUDAExecutionProvider`` when
@@ -19,22 +19,10 @@ import pathlib
 
 import numpy as np
 
-from hdrlift.engine.backends.base import INPUT_NAME, Backend, default_cache_dir, export_key
+from hdrlift.engine.backends.base import INPUT_NAME, Backend
+from hdrlift.engine.backends.exporters import cached_onnx
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models.registry import LoadedModel
-
-
-def cached_onnx(model: LoadedModel, cache_dir: str | os.PathLike | None = None, *, fp16: bool = False,
-                opset: int = 17) -> pathlib.Path:
-    """The cached ONNX export of ``model`` (exported now if missing); the same file the TensorRT
-    back end parses."""
-    from hdrlift.engine.export import export_onnx
-
-    folder = pathlib.Path(cache_dir if cache_dir is not None else default_cache_dir()) / "onnx"
-    path = folder / f"{export_key(model, opset=opset, fp16=fp16)}.onnx"
-    if not path.is_file():
-        export_onnx(model, path, opset=opset, fp16=fp16)
-    return path
 
 
 def provider_list(device: str, strict_fp32: bool = False) -> list:

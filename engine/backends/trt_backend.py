@@ -39,6 +39,7 @@ import torch
 
 from hdrlift.engine.atomic import atomic_write_bytes
 from hdrlift.engine.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend, default_cache_dir
+from hdrlift.engine.backends.exporters import cached_onnx
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models.registry import LoadedModel
 
@@ -198,8 +199,6 @@ class TensorRTBackend(Backend):
         if precision == "bf16":
             raise ModelError("TensorRT back end: use fp16 or fp32")
         super().__init__(model, device, precision)
-        from hdrlift.engine.backends.ort_backend import cached_onnx
-
         self.trt = trt
         self.dev_index = int(device.split(":")[1]) if ":" in device else 0
         self.profiles = tuple(profiles) if profiles else default_profiles(model.info.multiple_of)

@@ -12,8 +12,10 @@ import pytest
 import torch
 
 from hdrlift.engine.backends import create_backend, export_key, wrap_module
-from hdrlift.engine.backends.base import INPUT_NAME, OUTPUT_NAMES, choose_cpu_backend, tensorrt_importable
-from hdrlift.engine.backends.ort_backend import OrtBackend, cached_onnx
+from hdrlift.engine.backends.base import INPUT_NAME, OUTPUT_NAMES, tensorrt_importable
+from hdrlift.engine.backends.exporters import cached_onnx
+from hdrlift.engine.backends.selection import choose_cpu_backend
+from hdrlift.engine.backends.ort_backend import OrtBackend
 from hdrlift.engine.backends.torch_backend import TorchBackend
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models import available, get_info, load_model

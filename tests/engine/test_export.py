@@ -10,7 +10,8 @@ import torch
 
 from hdrlift.engine.backends import create_backend, wrap_module
 from hdrlift.engine.backends.base import tensorrt_importable
-from hdrlift.engine.export import export_onnx, export_torchscript, main
+from hdrlift.engine.backends.exporters import export_onnx, export_torchscript
+from hdrlift.engine.export import main
 from hdrlift.engine.models import get_info
 
 onnx = pytest.importorskip("onnx")

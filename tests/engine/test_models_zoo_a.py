@@ -411,7 +411,7 @@ def test_onnx_and_torchscript_exports(name, tmp_path):
     (checked by hand, see docs/models_zoo_a.md)."""
     import onnxruntime as ort
 
-    from hdrlift.engine.export import export_onnx, export_torchscript
+    from hdrlift.engine.backends.exporters import export_onnx, export_torchscript
 
     model = loaded(name, seed=5, small=True)
     onnx_path = export_onnx(model, tmp_path / f"{name}.onnx")

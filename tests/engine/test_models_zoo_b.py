@@ -223,7 +223,7 @@ def test_kim_end_to_end_gradients_reach_both_networks():
 @pytest.mark.slow
 def test_kim_onnx_and_torchscript_parity(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from hdrlift.engine.export import export_onnx
+    from hdrlift.engine.backends.exporters import export_onnx
 
     m = _kim()
     path = export_onnx(m, tmp_path / "kim.onnx")
@@ -235,7 +235,7 @@ def test_kim_onnx_and_torchscript_parity(tmp_path):
     assert hdr.shape == ref.shape and mask.shape == (2, 1, 37, 51)
     assert np.max(np.abs(hdr - ref) / np.maximum(np.abs(ref), 1e-3)) < 1e-4
     # TorchScript (traced, what Nuke's CatFileCreator takes) at yet another size
-    from hdrlift.engine.export import export_torchscript
+    from hdrlift.engine.backends.exporters import export_torchscript
 
     ts = torch.jit.load(str(export_torchscript(m, tmp_path / "kim.pt")))
     x1 = torch.rand(1, 3, 29, 40, generator=torch.Generator().manual_seed(6))

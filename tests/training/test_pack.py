@@ -84,7 +84,7 @@ for name in ("av", "OpenImageIO", "PyOpenColorIO"):
     sys.modules[name] = None  # any import of them raises ImportError
 import json, pathlib
 from hdrlift.training import train as T, evaluate as E, card  # noqa: F401
-from hdrlift.engine.export import export_onnx
+from hdrlift.engine.backends.exporters import export_onnx
 pack, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 cfg = T.TrainConfig(model="hdrcnn-lite", data=str(pack), patch=32, batch=2, iterations=2, warmup=1,
                     val_views=1, val_size=32, val_every=2, log_every=1, workers=1)

@@ -1,0 +1,194 @@
+"""gRPC server interceptors: bearer-token authentication and one JSON log line per RPC."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sys
+import threading
+import time
+from typing import Callable
+
+import grpc
+
+from hdrlift.engine.server.prometheus import Metrics
+
+SC = grpc.StatusCode
+HEALTH_METHODS = ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch")
+
+
+class _CallLog:
+    """Per-RPC fields the handler adds to its log line (model, frames...)."""
+
+    _local = threading.local()
+
+    @classmethod
+    def current(cls) -> dict:
+        d = getattr(cls._local, "fields", None)
+        return d if d is not None else {}
+
+    @classmethod
+    def set(cls, d: dict | None) -> None:
+        cls._local.fields = d
+
+
+def _wrap_behaviour(handler: grpc.RpcMethodHandler, make: Callable[[Callable, bool, bool], Callable]):
+    """A copy of ``handler`` whose behaviour is ``make(behaviour, request_streaming, response_streaming)``."""
+    rs, ps = handler.request_streaming, handler.response_streaming
+    if not rs and not ps:
+        return grpc.unary_unary_rpc_method_handler(make(handler.unary_unary, rs, ps),
+                                                   handler.request_deserializer, handler.response_serializer)
+    if not rs and ps:
+        return grpc.unary_stream_rpc_method_handler(make(handler.unary_stream, rs, ps),
+                                                    handler.request_deserializer, handler.response_serializer)
+    if rs and not ps:
+        return grpc.stream_unary_rpc_method_handler(make(handler.stream_unary, rs, ps),
+                                                    handler.request_deserializer, handler.response_serializer)
+    return grpc.stream_stream_rpc_method_handler(make(handler.stream_stream, rs, ps),
+                                                 handler.request_deserializer, handler.response_serializer)
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    """Refuses calls without ``authorization: Bearer <token>`` matching one of ``tokens``
+    (constant-time comparison against every token). Health checks stay open for probes."""
+
+    def __init__(self, tokens: tuple[str, ...]):
+        self._tokens = [t.encode() for t in tokens]
+
+    def _ok(self, metadata) -> bool:
+        given = None
+        for k, v in metadata or ():
+            if k == "authorization":
+                given = v
+        if not isinstance(given, str) or not given.startswith("Bearer "):
+            return False
+        g = given[len("Bearer "):].strip().encode()
+        ok = False
+        for t in self._tokens:
+            ok |= hmac.compare_digest(g, t)
+        return ok
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or handler_call_details.method in HEALTH_METHODS:
+            return handler
+        if self._ok(handler_call_details.invocation_metadata):
+            return handler
+
+        def make(_behaviour, _rs, ps):
+            if ps:
+                def deny_stream(_req, context):
+                    context.abort(SC.UNAUTHENTICATED, "missing or invalid bearer token")
+                    yield  # pragma: no cover
+                return deny_stream
+
+            def deny(_req, context):
+                context.abort(SC.UNAUTHENTICATED, "missing or invalid bearer token")
+            return deny
+
+        return _wrap_behaviour(handler, make)
+
+
+class LogInterceptor(grpc.ServerInterceptor):
+    """One JSON line per RPC (stderr) and the request metrics."""
+
+    def __init__(self, metrics: Metrics, stream):
+        self.metrics = metrics
+        self.stream = stream
+        self._lock = threading.Lock()
+
+    def _emit(self, method: str, context, t0: float, exc: BaseException | None, fields: dict) -> None:
+        code = None
+        try:
+            code = context.code()
+        except Exception:  # noqa: BLE001 - older grpcio
+            code = None
+        if isinstance(exc, GeneratorExit) or (code is None and not context.is_active()):
+            code = SC.CANCELLED
+        if code is None:
+            code = SC.OK if exc is None else SC.UNKNOWN
+        name = code.name if isinstance(code, grpc.StatusCode) else str(code)
+        dt = time.perf_counter() - t0
+        self.metrics.request_finished(method, name, dt)
+        if self.stream is False:
+            return
+        rec = {"ts": round(time.time(), 3), "level": "info" if name == "OK" else "warning",
+               "method": method, "code": name, "seconds": round(dt, 4), "peer": context.peer()}
+        try:
+            details = context.details()
+        except Exception:  # noqa: BLE001
+            details = None
+        if details and name != "OK":
+            rec["details"] = details if isinstance(details, str) else details.decode("utf-8", "replace")
+        rec.update(fields)
+        line = json.dumps(rec, default=str)
+        out = self.stream or sys.stderr
+        with self._lock:
+            try:
+                out.write(line + "\n")
+                out.flush()
+            except (OSError, ValueError):
+                pass
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        metrics = self.metrics
+
+        def make(behaviour, _rs, ps):
+            if ps:
+                def run_stream(req, context):
+                    t0 = time.perf_counter()
+                    metrics.request_started()
+                    fields: dict = {}
+                    exc = None
+                    once = threading.Lock()
+
+                    def emit(e=None):
+                        # gRPC may abandon a cancelled stream's generator without closing it,
+                        # so the termination callback logs it too; whichever runs first wins
+                        if once.acquire(blocking=False):
+                            self._emit(method, context, t0, e, fields)
+
+                    context.add_callback(emit)
+                    try:
+                        _CallLog.set(fields)
+                        it = behaviour(req, context)
+                        _CallLog.set(None)
+                        while True:
+                            _CallLog.set(fields)
+                            try:
+                                msg = next(it)
+                            except StopIteration:
+                                return
+                            finally:
+                                _CallLog.set(None)
+                            yield msg
+                    except BaseException as e:
+                        exc = e
+                        raise
+                    finally:
+                        emit(exc)
+                return run_stream
+
+            def run(req, context):
+                t0 = time.perf_counter()
+                metrics.request_started()
+                fields: dict = {}
+                exc = None
+                _CallLog.set(fields)
+                try:
+                    return behaviour(req, context)
+                except BaseException as e:
+                    exc = e
+                    raise
+                finally:
+                    _CallLog.set(None)
+                    self._emit(method, context, t0, exc, fields)
+            return run
+
+        return _wrap_behaviour(handler, make)
+
+
