@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-main test-blender venv dev bench eval eval-cvvdp clean
+.PHONY: demo test test-main test-leaf test-blender venv dev bench eval eval-cvvdp clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,29 @@ demo: venv
 	$(VENV)/bin/hdr-video demo_out/sample.mp4 demo_out/exr --overwrite --preview demo_out/preview.png
 	@echo "EXRs in demo_out/exr/, side-by-side preview (input | reconstruction 3 stops darker) in demo_out/preview.png"
 
-test: test-main test-blender
+# Every suite runs, whatever failed before it; the summary names the failed ones (exit 1).
+SUITES ?= test-main test-leaf test-blender
+test:
+	@failed=""; for s in $(SUITES); do $(MAKE) --no-print-directory $$s || failed="$$failed $$s"; done; \
+	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; echo "make test: every suite passed ($(SUITES))"
 
 test-main: dev
 	$(PY) -m pytest -q
+
+# hdrlift.plugin alone, as hosts vendor it: a fresh environment with grpcio, protobuf and numpy
+# only (pytest to run the test), hdrlift installed without its dependencies. The server it talks
+# to runs from $(VENV).
+LEAF_VENV ?= .venv-leaf
+$(LEAF_VENV)/.stamp: pyproject.toml
+	rm -rf $(LEAF_VENV)
+	$(PYTHON) -m venv $(LEAF_VENV)
+	$(LEAF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LEAF_VENV)/bin/python -m pip install -q grpcio protobuf numpy pytest pytest-timeout
+	$(LEAF_VENV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test-leaf: dev $(LEAF_VENV)/.stamp
+	HDRLIFT_LEAF=1 HDRLIFT_SERVER_PYTHON=$(abspath $(PY)) $(LEAF_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/leaf
 
 # The Blender extension's tests run in the real bpy module, which pins numpy < 2: its own venv
 # (Python 3.11, as Blender 4.2-5.0 embed). The hdrlift server they talk to runs from $(VENV).
@@ -73,4 +92,4 @@ eval-cvvdp: $(CVVDP_VENV)/.stamp
 	$(CVVDP_VENV)/bin/hdrlift-eval $(EVAL_ARGS) --cvvdp
 
 clean:
-	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) nodes/blender/dist demo_out build *.egg-info
+	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) $(LEAF_VENV) nodes/blender/dist demo_out build *.egg-info
