@@ -36,7 +36,8 @@ import sys
 
 import numpy as np
 
-from hdrlift.engine.errors import HdrliftError, InputError, OutputError
+from hdrlift.engine.entrypoint import run_cli
+from hdrlift.engine.errors import InputError, OutputError
 
 PROG = "hdr-merge"
 METHODS = ("debevec", "robertson", "kalantari", "wu", "ahdrnet")
@@ -267,39 +268,36 @@ def main(argv: list[str] | None = None) -> int:
             argv[i:i + 2] = [f"--ev={argv[i + 1]}"]
             break
     args = ap.parse_args(argv)
-    try:
-        if len(args.paths) < 2:
-            raise InputError("give the bracket images and then the output .exr")
-        *inputs, output = args.paths
-        if not output.lower().endswith(".exr"):
-            raise OutputError(f"output must be an .exr file, got {output!r}")
-        if os.path.exists(output) and not args.overwrite:
-            raise OutputError(f"{output} exists; pass --overwrite to replace it")
-        images, times, order = load_bracket(inputs, args.ev)
-        ref = len(images) // 2
-        shifts = [(0, 0)] * len(images)
-        if not args.no_align:
-            images, shifts = align_stack(images, ref, max(1, args.max_shift))
-        hdr = merge_images(images, times, args.method, args.weights, shifts=shifts)
-        from hdrlift.engine.io.exr import write_exr
+    return run_cli(PROG, lambda: _merge(args))
 
-        attrs = {
-            "hdrlift:merge_method": args.method,
-            "hdrlift:exposure_times": ",".join(f"{t:g}" for t in times),
-            "hdrlift:reference": os.path.basename(order[ref]),
-            "hdrlift:alignment": ";".join(f"{dx},{dy}" for dx, dy in shifts),
-        }
-        write_exr(output, hdr, half=not args.float, attributes=attrs)
-        if not args.quiet:
-            print(f"{PROG}: {len(images)} exposures ({', '.join(f'{t:g}s' for t in times)}), reference "
-                  f"{os.path.basename(order[ref])}, shifts {shifts} -> {output} (peak {float(hdr.max()):.3g})")
-        return 0
-    except HdrliftError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted", file=sys.stderr)
-        return 130
+
+def _merge(args: argparse.Namespace) -> int:
+    if len(args.paths) < 2:
+        raise InputError("give the bracket images and then the output .exr")
+    *inputs, output = args.paths
+    if not output.lower().endswith(".exr"):
+        raise OutputError(f"output must be an .exr file, got {output!r}")
+    if os.path.exists(output) and not args.overwrite:
+        raise OutputError(f"{output} exists; pass --overwrite to replace it")
+    images, times, order = load_bracket(inputs, args.ev)
+    ref = len(images) // 2
+    shifts = [(0, 0)] * len(images)
+    if not args.no_align:
+        images, shifts = align_stack(images, ref, max(1, args.max_shift))
+    hdr = merge_images(images, times, args.method, args.weights, shifts=shifts)
+    from hdrlift.engine.io.exr import write_exr
+
+    attrs = {
+        "hdrlift:merge_method": args.method,
+        "hdrlift:exposure_times": ",".join(f"{t:g}" for t in times),
+        "hdrlift:reference": os.path.basename(order[ref]),
+        "hdrlift:alignment": ";".join(f"{dx},{dy}" for dx, dy in shifts),
+    }
+    write_exr(output, hdr, half=not args.float, attributes=attrs)
+    if not args.quiet:
+        print(f"{PROG}: {len(images)} exposures ({', '.join(f'{t:g}s' for t in times)}), reference "
+              f"{os.path.basename(order[ref])}, shifts {shifts} -> {output} (peak {float(hdr.max()):.3g})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 from hdrlift.engine.atomic import atomic_write_text
-from hdrlift.engine.errors import HdrliftError, InputError, ModelError
+from hdrlift.engine.entrypoint import run_cli
+from hdrlift.engine.errors import InputError, ModelError, OutputError
 from hdrlift.training import metrics as M
 
 HEADLINE = ("psnr_mu", "pu21_psnr", "psnr_l", "clipped_stops", "grid_stops", "cvvdp_jod", "reinhard_psnr",
@@ -174,37 +175,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_cli("hdrlift-eval", lambda: _evaluate(args))
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not models:
+        raise ModelError("--models is empty")
+    weights = {}
+    for w in args.weights:
+        if "=" not in w:
+            raise ModelError(f"--weights takes MODEL=FILE, got {w!r}")
+        k, v = w.split("=", 1)
+        weights[k] = v
     try:
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
-        if not models:
-            raise ModelError("--models is empty")
-        weights = {}
-        for w in args.weights:
-            if "=" not in w:
-                raise ModelError(f"--weights takes MODEL=FILE, got {w!r}")
-            k, v = w.split("=", 1)
-            weights[k] = v
-        try:
-            clips = tuple(float(c) for c in args.clip.split(","))
-        except ValueError:
-            raise InputError(f"--clip takes comma-separated fractions, got {args.clip!r}") from None
-        if not all(0.0 < c < 1.0 for c in clips) or args.views < 1 or args.size < 16:
-            raise InputError("--clip fractions must lie in (0, 1), --views >= 1 and --size >= 16")
-        cvvdp = None
-        if args.cvvdp:
-            cvvdp = _cvvdp_metric()
-        split = None if args.split == "all" else args.split
-        t0 = time.perf_counter()
-        items = build_items(args.folder, split, args.views, args.size, clips, args.seed)
-        per_model = {}
-        for m in models:
-            t = time.perf_counter()
-            per_model[m] = run_model(m, items, weights.get(m), args.device, cvvdp, stack=not args.no_stack)
-            if not args.quiet:
-                print(f"{m}: {len(items)} images in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    except HdrliftError as exc:
-        print(f"hdrlift-eval: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        clips = tuple(float(c) for c in args.clip.split(","))
+    except ValueError:
+        raise InputError(f"--clip takes comma-separated fractions, got {args.clip!r}") from None
+    if not all(0.0 < c < 1.0 for c in clips) or args.views < 1 or args.size < 16:
+        raise InputError("--clip fractions must lie in (0, 1), --views >= 1 and --size >= 16")
+    cvvdp = None
+    if args.cvvdp:
+        cvvdp = _cvvdp_metric()
+    split = None if args.split == "all" else args.split
+    t0 = time.perf_counter()
+    items = build_items(args.folder, split, args.views, args.size, clips, args.seed)
+    per_model = {}
+    for m in models:
+        t = time.perf_counter()
+        per_model[m] = run_model(m, items, weights.get(m), args.device, cvvdp, stack=not args.no_stack)
+        if not args.quiet:
+            print(f"{m}: {len(items)} images in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     summary = summarise(per_model, clips)
     summary["protocol"] = {"folder": str(args.folder or "default"), "split": args.split, "views": args.views,
                            "size": args.size, "clip_fractions": list(clips), "seed": args.seed,
@@ -219,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.markdown:
             atomic_write_text(args.markdown, text)
     except OSError as exc:
-        print(f"hdrlift-eval: error: cannot write results: {exc.strerror or exc}", file=sys.stderr)
-        return 3
+        raise OutputError(f"cannot write results: {exc.strerror or exc}") from None
     return 0
 
 

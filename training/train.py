@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from hdrlift.engine.atomic import replacing
+from hdrlift.engine.entrypoint import run_cli
 from hdrlift.engine.errors import HdrliftError, InputError
 from hdrlift.training import losses as L
 
@@ -882,33 +883,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sigterm(signum, frame):  # before/after the training loop: stop like Ctrl-C
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
-        if args.model:
-            cfg.model = args.model
-        if args.data:
-            cfg.data = args.data
-        if args.iterations:
-            cfg.iterations = args.iterations
-        res = train(cfg, pathlib.Path(args.out), resume=args.resume, device=args.device, progress=not args.quiet)
-        print(json.dumps(res))
-        if res.get("stopped") == "signal":
-            print("hdrlift-train: interrupted; checkpoint saved, continue with --resume", file=sys.stderr)
-            return 130
-        return 0
-    except HdrliftError as exc:
-        print(f"hdrlift-train: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("hdrlift-train: interrupted; the last checkpoint is kept, continue with --resume", file=sys.stderr)
+    return run_cli("hdrlift-train", lambda: _train(args),
+                   interrupted="hdrlift-train: interrupted; the last checkpoint is kept, continue with --resume")
+
+
+def _train(args: argparse.Namespace) -> int:
+    cfg = TrainConfig.from_file(args.config) if args.config else TrainConfig()
+    if args.model:
+        cfg.model = args.model
+    if args.data:
+        cfg.data = args.data
+    if args.iterations:
+        cfg.iterations = args.iterations
+    res = train(cfg, pathlib.Path(args.out), resume=args.resume, device=args.device, progress=not args.quiet)
+    print(json.dumps(res))
+    if res.get("stopped") == "signal":
+        print("hdrlift-train: interrupted; checkpoint saved, continue with --resume", file=sys.stderr)
         return 130
+    return 0
 
 
 if __name__ == "__main__":
