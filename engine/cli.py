@@ -19,10 +19,10 @@ from hdrlift.plugin import read_token_file
 
 EPILOG = """\
 exit status: 0 done, 1 error, 2 bad input, 3 output cannot be written, 4 model, 5 colour,
-6 server (--server: unreachable, refused, failed), 130 interrupted (finished frames are
-complete; rerun with --resume). Errors are one line; HDRLIFT_DEBUG=1 shows the traceback of an
-internal error.
+6 server (--server: unreachable, refused, failed), 130 interrupted ({interrupted}).
+Errors are one line; HDRLIFT_DEBUG=1 shows the traceback of an internal error.
 """
+INTERRUPTED = {True: "finished frames are complete; rerun with --resume", False: "nothing half-written is left"}
 
 
 def _frames(text: str) -> tuple[int, int | None]:
@@ -53,6 +53,7 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
     from hdrlift.engine.models import DEFAULT_MODEL
     from hdrlift.engine.io.exr import COMPRESSIONS as EXR_COMPRESSIONS
     from hdrlift.engine.tiling import DEFAULT_MAX_PIXELS
+    from hdrlift.engine.convert import MAX_FRAME_PIXELS
 
     if video:
         desc = ("Reconstruct scene-linear HDR from an SDR video, image sequence or still, frame by frame, "
@@ -61,7 +62,8 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
     else:
         desc = "Reconstruct a scene-linear HDR OpenEXR from one SDR image (PNG, JPEG, TIFF, DPX...)."
         usage = f"{prog} [options] INPUT OUTPUT.exr"
-    ap = argparse.ArgumentParser(prog=prog, description=desc, usage=usage, epilog=EPILOG,
+    ap = argparse.ArgumentParser(prog=prog, description=desc, usage=usage,
+                                 epilog=EPILOG.format(interrupted=INTERRUPTED[video]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", nargs="?", help="input video (mp4, mov, mkv...), image sequence "
                     "(name.####.png or name.%%04d.png) or image" if video else "input image")
@@ -105,10 +107,18 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
     o.add_argument("--overwrite", action="store_true", help="replace existing output files")
     o.add_argument("--preview", metavar="PNG", help="also write a side-by-side PNG: input | reconstruction 3 stops darker")
     if video:
-        o.add_argument("--resume", action="store_true", help="skip frames whose EXR is already complete")
+        o.add_argument("--resume", action="store_true", help="skip frames whose EXR is already complete (refused "
+                       "when they were made with another model, weights or colour space)")
         f = ap.add_argument_group("frames")
         f.add_argument("--frames", type=_frames, metavar="START-END", help="only these source frame numbers (inclusive)")
         f.add_argument("--every", type=_positive, default=1, metavar="N", help="every Nth frame of the range")
+    else:
+        f = ap.add_argument_group("frames")
+        f.add_argument("--frame", type=_positive, metavar="N", help="the frame to convert when the input is a video "
+                       "or an image sequence (one EXR holds one frame)")
+    f.add_argument("--max-frame-pixels", type=_positive, default=MAX_FRAME_PIXELS, metavar="N",
+                   help=f"refuse frames above N pixels before decoding them (default {MAX_FRAME_PIXELS:,} = "
+                        "8192 x 8192; memory is about 60 bytes a pixel)")
     r = ap.add_argument_group("remote (hdrlift-serve): decode and write EXRs here, reconstruct on servers")
     r.add_argument("--server", metavar="HOST:PORT[,HOST:PORT...]",
                    help="send frames to these hdrlift-serve servers (gRPC round-robin, one stream per address; "
@@ -197,14 +207,17 @@ def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
         resume=args.resume if video else False, overwrite=args.overwrite, half=not args.float,
         compression=args.compression, mask_layer=args.mask_layer, single=not video,
         progress=None if args.quiet else default_progress(), reader_options=reader_options,
-        ocio_config=args.ocio_config, connect_timeout=args.server_timeout, **conn)
+        ocio_config=args.ocio_config, connect_timeout=args.server_timeout, max_frame_pixels=args.max_frame_pixels,
+        **conn)
     if not args.quiet:
         _summary(prog, report)
     return 0
 
 
 def _frame_range(args: argparse.Namespace, video: bool) -> tuple[int | None, int | None]:
-    return args.frames if video and args.frames else (None, None)
+    if not video:
+        return (args.frame, args.frame) if args.frame else (None, None)
+    return args.frames if args.frames else (None, None)
 
 
 def _reader_options(args: argparse.Namespace) -> dict:
@@ -223,8 +236,7 @@ def _summary(prog: str, report) -> None:
 def _run(prog: str, argv: list[str] | None, video: bool) -> int:
     ap = _parser(prog, video)
     args = ap.parse_args(argv)
-    return run_cli(prog, lambda: _body(ap, args, prog, video),
-                   interrupted=f"\n{prog}: interrupted; finished frames are complete, rerun with --resume")
+    return run_cli(prog, lambda: _body(ap, args, prog, video), interrupted=f"\n{prog}: interrupted; {INTERRUPTED[video]}")
 
 
 def _body(ap: argparse.ArgumentParser, args: argparse.Namespace, prog: str, video: bool) -> int:
@@ -248,6 +260,7 @@ def _body(ap: argparse.ArgumentParser, args: argparse.Namespace, prog: str, vide
                            output_space=args.output_colorspace, half=not args.float,
                            compression=args.compression, mask_layer=args.mask_layer,
                            backend=args.backend, precision=args.precision, max_pixels=args.max_pixels,
+                           max_frame_pixels=args.max_frame_pixels,
                            **({"batch": args.batch, "encode_workers": args.encode_workers} if video else {}))
     pipe = Pipeline(opts)
     progress = None if args.quiet else default_progress()
@@ -257,8 +270,9 @@ def _body(ap: argparse.ArgumentParser, args: argparse.Namespace, prog: str, vide
                               resume=args.resume, overwrite=args.overwrite, progress=progress,
                               preview=args.preview, reader_options=_reader_options(args))
     else:
-        report = pipe.convert(args.input, args.output, overwrite=args.overwrite, progress=progress,
-                              preview=args.preview, single=True)
+        start, end = _frame_range(args, video)
+        report = pipe.convert(args.input, args.output, start=start, end=end, overwrite=args.overwrite,
+                              progress=progress, preview=args.preview, single=True)
     if not args.quiet:
         _summary(prog, report)
     return 0

@@ -43,6 +43,7 @@ import numpy as np
 from hdrlift.engine.errors import InputError, OutputError
 
 _SENTINEL = object()
+MAX_FRAME_PIXELS = 8192 * 8192  # frames above are refused unless asked for (memory: ~60 bytes a pixel)
 Progress = Callable[[int, "int | None", float], None]
 
 
@@ -126,6 +127,11 @@ class FrameStep(abc.ABC):
     def attributes(self, output) -> dict:
         """The EXR attributes that say how a frame was made (:func:`exr.frame_attributes`)."""
 
+    def expected_attributes(self, input_space: str) -> dict[str, str]:
+        """EXR header values a frame made by this run will carry (``hdrlift:model``...): what
+        ``--resume`` checks the finished frames against, so that it never mixes runs."""
+        return {}
+
     def preview(self, work: Work, output) -> tuple[np.ndarray, np.ndarray] | None:
         """``(input as displayed, linear Rec.709 result)`` for ``--preview``; None: no preview."""
         return None
@@ -135,28 +141,96 @@ class FrameStep(abc.ABC):
 
 
 # --------------------------------------------------------------------------- output naming
+_FIELD = re.compile(r"%0?(\d*)d|#+")
+MAX_FIELD_WIDTH = 10  # frame numbers up to 10 digits
+
+
+class OutputPattern:
+    """Where frame ``n`` goes: ``prefix`` + ``n`` zero-padded to ``width`` + ``suffix``.
+
+    The frame field (``####`` or ``%04d``) is one, in the file name, never in a folder: the folder
+    of every frame is the same, known before anything is written (a server confines it once and
+    checks it again at each write). What comes from a source's name is literal: ``take#1.mp4``
+    gives ``take#1.0001.exr``, never a second field.
+    """
+
+    def __init__(self, prefix: str, width: int, suffix: str):
+        self.prefix, self.width, self.suffix = prefix, width, suffix
+
+    @classmethod
+    def parse(cls, pattern: str | os.PathLike) -> "OutputPattern":
+        s = str(pattern)
+        folder, name = os.path.split(s)
+        if _FIELD.search(folder):
+            raise OutputError(f"output pattern {_shown(s)}: the frame number field (#### or %04d) must be in the "
+                              "file name, not in a folder")
+        fields = list(_FIELD.finditer(name))
+        if not fields:
+            raise OutputError(f"output pattern {_shown(s)} has no frame number field (#### or %04d)")
+        if len(fields) > 1:
+            raise OutputError(f"output pattern {_shown(s)} has {len(fields)} frame number fields; give one")
+        m = fields[0]
+        width = len(m.group(0)) if m.group(0).startswith("#") else int(m.group(1) or 1)
+        if not 1 <= width <= MAX_FIELD_WIDTH:
+            raise OutputError(f"output pattern {_shown(s)}: a frame number field is 1 to {MAX_FIELD_WIDTH} digits wide")
+        return cls(os.path.join(folder, name[:m.start()]), width, name[m.end():])
+
+    @classmethod
+    def for_source(cls, source: str | os.PathLike, out: str | os.PathLike) -> "OutputPattern":
+        """A pattern as given, or a folder: ``folder/<source stem>.####.exr`` (the stem literal)."""
+        out_s = str(out)
+        if _FIELD.search(os.path.basename(out_s)) or _FIELD.search(os.path.dirname(out_s)):
+            return cls.parse(out_s)
+        if out_s.lower().endswith(".exr"):
+            raise OutputError(f"output {_shown(out_s)} names one file; a sequence needs a folder or a pattern "
+                              "such as name.####.exr (hdr-image writes one file)")
+        name = pathlib.Path(str(source)).name
+        if os.path.exists(str(source)):  # a file: its name is literal (take#1.mp4, shot_%d.mov)
+            stem = re.sub(r"\.[^.]+$", "", name)
+        else:  # a sequence pattern: its frame field is not part of the name
+            stem = re.sub(r"(\.?[#]+|\.?%0?\d*d)?\.[^.]+$", "", name)
+        stem = stem or "frame"
+        return cls(os.path.join(out_s, stem + "."), 4, ".exr")
+
+    @property
+    def folder(self) -> pathlib.Path:
+        return pathlib.Path(os.path.dirname(self.prefix) or ".")
+
+    def path(self, number: int) -> pathlib.Path:
+        return pathlib.Path(f"{self.prefix}{number:0{self.width}d}{self.suffix}")
+
+    def existing(self) -> dict[int, pathlib.Path]:
+        """The frames already in the folder: number -> path."""
+        folder, start = self.folder, os.path.basename(self.prefix)
+        name = re.compile(re.escape(start) + r"(\d+)" + re.escape(self.suffix) + r"\Z")
+        found = {}
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return {}
+        for e in entries:
+            m = name.match(e.name)
+            if m and (len(m.group(1)) == self.width or (len(m.group(1)) > self.width and m.group(1)[0] != "0")):
+                found[int(m.group(1))] = folder / e.name
+        return found
+
+    def __str__(self) -> str:
+        return f"{self.prefix}{'#' * self.width}{self.suffix}"
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """A user's string in a message: quoted, and cut when long (never echo unbounded input)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 def output_path(pattern: str | os.PathLike, number: int) -> pathlib.Path:
     """Expand ``name.####.exr`` or ``name.%04d.exr`` with a frame number."""
-    s = str(pattern)
-    m = re.search(r"%0?(\d*)d", s)
-    if m:
-        width = int(m.group(1) or 1)
-        return pathlib.Path(s[: m.start()] + f"{number:0{width}d}" + s[m.end():])
-    m = re.search(r"#+", s)
-    if m:
-        width = len(m.group(0))
-        return pathlib.Path(s[: m.start()] + f"{number:0{width}d}" + s[m.end():])
-    raise OutputError(f"output pattern {s!r} has no frame number field (#### or %04d)")
+    return OutputPattern.parse(pattern).path(number)
 
 
 def sequence_pattern(source: str | os.PathLike, out: str | os.PathLike) -> str:
     """Turn an output folder into ``folder/<source stem>.####.exr``; keep explicit patterns."""
-    out_s = str(out)
-    if "#" in out_s or re.search(r"%0?\d*d", out_s):
-        return out_s
-    stem = pathlib.Path(str(source)).name
-    stem = re.sub(r"(\.?[#]+|\.?%0?\d*d)?\.[^.]+$", "", stem) or "frame"
-    return str(pathlib.Path(out_s) / f"{stem}.####.exr")
+    return str(OutputPattern.for_source(source, out))
 
 
 def count_frames(reader, start, end, every) -> int | None:
@@ -195,6 +269,44 @@ def check_range(start: int | None, end: int | None, every: int) -> None:
         raise InputError(f"--every must be >= 1, got {every}")
     if start is not None and end is not None and end < start:
         raise InputError(f"frame range {start}-{end} is empty")
+
+
+def _check_resumable(pattern: OutputPattern, start: int | None, end: int | None, expected: dict[str, str]) -> None:
+    """``--resume`` keeps finished frames only when this run would make them the same way (model,
+    weights, colour spaces): a mismatch is refused, naming the frames and how they differ."""
+    from hdrlift.engine.io.exr import read_attributes
+
+    differing: dict[str, list[int]] = {}
+    for n, path in sorted(pattern.existing().items()):
+        if (start is not None and n < start) or (end is not None and n > end):
+            continue
+        attrs = read_attributes(path)
+        if attrs is None:
+            continue  # not a complete EXR: it is made again
+        if "hdrlift:model" not in attrs:
+            how = "was not written by hdrlift"
+        else:
+            diff = [f"{k.split(':')[-1]} {attrs[k]} (this run: {v})" for k, v in expected.items()
+                    if k in attrs and str(attrs[k]) != str(v)]
+            if not diff:
+                continue
+            how = "was made with " + ", ".join(diff)
+        differing.setdefault(how, []).append(n)
+    if differing:
+        parts = [f"frames {_ranges(ns)} {how}" for how, ns in differing.items()]
+        raise OutputError(f"--resume would mix runs in {pattern.folder}: " + "; ".join(parts) +
+                          "; use another output or --overwrite")
+
+
+def _ranges(numbers: list[int]) -> str:
+    out, i = [], 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        out.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
+        i = j + 1
+    return ",".join(out) if len(out) <= 8 else ",".join(out[:8]) + f",... ({len(numbers)} frames)"
 
 
 def prepare_dir(out_dir: pathlib.Path) -> None:
@@ -256,42 +368,61 @@ def convert(
     queue_size: int = 4,
     encode_workers: int = 2,
     batch: int = 1,
+    confine: Callable[[pathlib.Path], None] | None = None,
+    max_frame_pixels: int = MAX_FRAME_PIXELS,
 ) -> RunReport:
     """Convert a video, image sequence or still to EXR files through ``step``.
 
     ``output`` is a folder (frames become ``folder/<stem>.####.exr``), a pattern with
-    ``####``/``%04d``, or, with ``single=True``, one EXR path for a still.
+    ``####``/``%04d``, or, with ``single=True``, one EXR path for one frame (a still, or the one
+    frame ``start``-``end`` selects). ``confine(path)`` (a server's ``--root`` rule) is called on
+    the output folder before it is made, and on every file before and after it is written; it
+    raises when the path resolves outside what is allowed.
     """
     from hdrlift.engine.io import exr
     from hdrlift.engine.io.images import open_source
 
     settings = exr_settings or ExrSettings()
     check_range(start, end, every)
-    if single and pathlib.Path(output).suffix.lower() != ".exr":
-        raise OutputError(f"output must be an .exr file, got {str(output)!r}")
+    if resume and overwrite:
+        raise InputError("--resume and --overwrite exclude each other: resume keeps finished frames, overwrite "
+                         "replaces them")
+    if single:
+        target = pathlib.Path(output)
+        if target.suffix.lower() != ".exr":
+            raise OutputError(f"output must be an .exr file, got {_shown(str(output))}")
+
+        def path_for(n: int) -> pathlib.Path:
+            return target
+        out_dir = target.parent
+    else:
+        pattern = OutputPattern.for_source(source, output)
+        path_for = pattern.path
+        out_dir = pattern.folder
     reader = open_source(source, **(reader_options or {}))
     t0 = time.perf_counter()
     timings = {"decode": 0.0, "colour": 0.0, "model": 0.0, "encode": 0.0}
     written: list[pathlib.Path] = []
     skipped: list[pathlib.Path] = []
     with reader:
+        w, h = int(reader.width), int(reader.height)
+        if w * h > max_frame_pixels:
+            raise InputError(f"{source} is {w}x{h}, above the {max_frame_pixels:,}-pixel frame limit; pass "
+                             f"--max-frame-pixels {w * h} to convert it (it takes about 60 bytes of memory a pixel)")
+        total = count_frames(reader, start, end, every)
+        if single and total != 1:
+            many = f"has {total} frames" if total else "is a video"
+            raise InputError(f"{source} {many}; one EXR holds one frame: pick it (hdr-image --frame N) or convert "
+                             "the sequence with hdr-video")
         input_space = step.input_space_for(getattr(reader, "tags", None))
         step.open(input_space)
-        if single:
-            target = pathlib.Path(output)
-
-            def path_for(n: int) -> pathlib.Path:
-                return target
-        else:
-            pattern = sequence_pattern(source, output)
-
-            def path_for(n: int) -> pathlib.Path:
-                return output_path(pattern, n)
-        out_dir = path_for(0).parent
+        if confine is not None:
+            confine(out_dir)
         prepare_dir(out_dir)
         remove_stale_temporaries(out_dir)
+        if resume and not single:
+            _check_resumable(pattern, start, end, step.expected_attributes(input_space))
 
-        total = count_frames(reader, start, end, every)
         mid = None if total is None else total // 2
         seen = [0]
         colour_in = [0.0]  # touched by the decode thread only; added to timings at the end
@@ -306,7 +437,8 @@ def convert(
                 if resume and exr.is_complete_exr(target) and not want_preview:
                     return Skip(target)
                 if not (resume or overwrite):
-                    raise OutputError(f"{target} exists; pass --resume to skip finished frames or --overwrite")
+                    how = "--overwrite to replace it" if single else "--resume to skip finished frames or --overwrite"
+                    raise OutputError(f"{target} exists; pass {how}")
             try:
                 rgb = check_frame(frame.rgb)
             except InputError as exc:
@@ -316,8 +448,8 @@ def convert(
             colour_in[0] += time.perf_counter() - t
             return Work(frame.number, target, payload, want_preview)
 
-        items = _decode_thread(reader.frames(start=start, end=end, every=every), timings, prepare,
-                               max(queue_size, batch))
+        items = DecodeThread(reader.frames(start=start, end=end, every=every), timings, prepare,
+                             max(queue_size, batch))
         preview_pick = None
         pending: list[tuple[pathlib.Path, Future]] = []
         done = 0
@@ -330,8 +462,16 @@ def convert(
             how = {"input_space": input_space, **step.attributes(out)}  # a server says what it resolved
             attrs = exr.frame_attributes(source=str(source), frame=number, ocio_config=ocio_config_name, **how)
             layers = {"mask": mask} if settings.mask_layer and mask is not None else None
+            if confine is not None:
+                confine(path)
             exr.write_exr(path, hdr, half=settings.half, compression=settings.compression, attributes=attrs,
                           layers=layers)
+            if confine is not None:
+                try:
+                    confine(path)  # the folder may have been swapped for a link while the frame was written
+                except BaseException:
+                    path.unlink(missing_ok=True)
+                    raise
             return t1 - t, time.perf_counter() - t1
 
         def finish_oldest() -> None:
@@ -369,7 +509,6 @@ def convert(
                     finish_oldest()
             except BaseException:
                 results.close()
-                items.close()
                 # let frames already being written finish (atomic writes: no partial files)
                 for _, fut in pending:
                     try:
@@ -377,6 +516,8 @@ def convert(
                     except Exception:
                         pass
                 raise
+            finally:
+                items.close()  # the decoder stops before the reader closes under it
     timings["colour"] += colour_in[0]
     elapsed = time.perf_counter() - t0
     step.account(timings, elapsed)
@@ -389,59 +530,82 @@ def convert(
                      model=step.model, where=step.where)
 
 
-def _decode_thread(frames: Iterable, timings: dict, prepare: Callable, size: int) -> Iterator:
-    """Run the decoder (and ``prepare``, the colour-in step) in its own thread, handing the
-    results over a bounded queue of ``size`` items."""
-    q: queue.Queue = queue.Queue(maxsize=size)
-    stop = threading.Event()
+class DecodeThread:
+    """Runs the decoder (and ``prepare``, the colour-in step) in its own thread and hands the
+    results over a bounded queue of ``size`` items: an iterator any one thread at a time may
+    advance (a remote run's stream threads take turns under a lock).
 
-    def work():
+    ``close()`` may be called from any thread, at any time, more than once: it stops the decoder
+    and returns only once the decoder thread has ended, so the reader can be closed after it
+    (PyAV must never decode from a container another thread has closed).
+    """
+
+    def __init__(self, frames: Iterable, timings: dict, prepare: Callable, size: int):
+        self._q: queue.Queue = queue.Queue(maxsize=size)
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._work, args=(frames, timings, prepare), name="decode",
+                                        daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _work(self, frames: Iterable, timings: dict, prepare: Callable) -> None:
         it = iter(frames)
         try:
-            while not stop.is_set():
+            while not self._stop.is_set():
                 t = time.perf_counter()
                 try:
                     f = next(it)
                 except StopIteration:
                     break
                 timings["decode"] += time.perf_counter() - t
-                f = prepare(f)
-                while not stop.is_set():
-                    try:
-                        q.put(f, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-            q.put(_SENTINEL)
+                self._put(prepare(f))
+            self._put(_SENTINEL)
         except BaseException as exc:  # hand the error to the consumer
-            q.put(exc)
+            self._put(exc)
         finally:
             close = getattr(it, "close", None)
             if close:
                 close()
 
-    th = threading.Thread(target=work, name="decode", daemon=True)
-    th.start()
+    def __iter__(self) -> "DecodeThread":
+        return self
 
-    def gen():
-        try:
-            while True:
-                item = q.get()
-                if item is _SENTINEL:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while th.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    pass
-                th.join(timeout=0.05)
+    def __next__(self):
+        if self._done:
+            raise StopIteration
+        while True:
+            try:
+                item = self._q.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._q.empty():
+                    self._done = True
+                    raise StopIteration from None
+        if item is _SENTINEL:
+            self._done = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
 
-    return gen()
+    def close(self) -> None:
+        self._stop.set()
+        self._done = True
+        while self._thread.is_alive():
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                pass
+            self._thread.join(timeout=0.05)
 
 
 # --------------------------------------------------------------------------- preview, progress
@@ -469,7 +633,10 @@ def write_preview(path: str | os.PathLike, net_in: np.ndarray, linear709: np.nda
     gap = np.ones((net_in.shape[0], max(4, net_in.shape[1] // 100), 3), np.float32)
     img = np.clip(np.concatenate([left, gap, dark], axis=1), 0.0, 1.0)
     out = pathlib.Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write preview {out}: {exc.strerror or exc}") from None
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
     buf = oiio.ImageBuf(np.ascontiguousarray((img * 255.0 + 0.5).astype(np.uint8)))
     if not buf.write(str(tmp)):

@@ -33,11 +33,12 @@ from hdrlift.engine.colour import (
     ColourManager,
     colorspace_from_tags,
 )
-from hdrlift.engine.convert import ExrSettings, FrameStep, RunReport, Skip, Work, check_frame
+from hdrlift.engine.convert import MAX_FRAME_PIXELS, ExrSettings, FrameStep, RunReport, Skip, Work, check_frame
 from hdrlift.engine.convert import convert as convert_files
 from hdrlift.engine.errors import HdrliftError, InputError, ModelError, OutputError
 from hdrlift.engine.io.exr import COMPRESSIONS as EXR_COMPRESSIONS
-from hdrlift.engine.backends import create_backend
+from hdrlift.engine.backends import create_backend, weights_hash
+from hdrlift.engine.backends.base import resolve_device
 from hdrlift.engine.models import DEFAULT_MODEL, get_info, load_model
 from hdrlift.engine.tiling import default_max_pixels, run_tiled
 
@@ -60,6 +61,7 @@ class PipelineOptions:
     cache_dir: str | None = None  # ONNX exports, TensorRT plans, auto-selection records
     encode_workers: int = 2
     batch: int | None = None  # frames per back-end call (None: 4 on CUDA, 1 on the CPU), within max_pixels
+    max_frame_pixels: int = MAX_FRAME_PIXELS  # larger frames are refused before they are decoded
 
     def validate(self) -> None:
         if self.compression not in EXR_COMPRESSIONS:
@@ -92,9 +94,12 @@ class Pipeline:
         info = get_info(opts.model)
         if info.kind == "fusion":
             raise ModelError(f"model {opts.model!r} merges exposure brackets; use hdr-merge --method {opts.model}")
+        opts.device = resolve_device(opts.device)  # one line for "cuda" on a CPU build, before any loading
         self.model = load_model(opts.model, device=opts.device, weights=opts.weights)
         self.model_name = opts.model
         self.model_version = self.model.info.version
+        # which weights made a frame (shipped, or the user's --weights): EXR headers, --resume checks
+        self.weights = weights_hash(self.model) if self.model.info.needs_weights else None
         self.backend = create_backend(self.model, kind=opts.backend, device=opts.device,
                                       precision=opts.precision, cache_dir=opts.cache_dir)
         self.max_pixels = opts.max_pixels or default_max_pixels(self.model.info, opts.device, self.backend.precision)
@@ -152,8 +157,8 @@ class Pipeline:
 
     def attributes(self) -> dict:
         """How this pipeline makes frames, for :func:`hdrlift.engine.io.exr.frame_attributes`."""
-        return {"output_space": self.output_space, "model": self.model_name,
-                "model_version": self.model_version, "chromaticities": self.chromaticities}
+        return {"output_space": self.output_space, "model": self.model_name, "model_version": self.model_version,
+                "weights": self.weights, "chromaticities": self.chromaticities}
 
     # -- files -----------------------------------------------------------------------------
     def convert(
@@ -170,12 +175,14 @@ class Pipeline:
         preview: str | os.PathLike | None = None,
         reader_options: dict | None = None,
         single: bool = False,
+        confine=None,
     ) -> RunReport:
         """Convert a video, image sequence or still to EXR files (:func:`hdrlift.engine.convert.convert`
         with a :class:`LocalStep`).
 
         ``output`` is a folder (frames become ``folder/<stem>.####.exr``), a pattern with
-        ``####``/``%04d``, or, with ``single=True``, one EXR path for a still.
+        ``####``/``%04d``, or, with ``single=True``, one EXR path for one frame. ``confine``: see
+        :func:`hdrlift.engine.convert.convert` (a server's ``--root`` rule).
         """
         o = self.options
         return convert_files(LocalStep(self), source, output,
@@ -183,7 +190,8 @@ class Pipeline:
                              ocio_config_name=self.colour.config_name, start=start, end=end, every=every,
                              resume=resume, overwrite=overwrite, progress=progress, preview=preview,
                              reader_options=reader_options, single=single, queue_size=o.queue_size,
-                             encode_workers=o.encode_workers, batch=self.batch)
+                             encode_workers=o.encode_workers, batch=self.batch, confine=confine,
+                             max_frame_pixels=o.max_frame_pixels)
 
 
 class LocalStep(FrameStep):
@@ -227,6 +235,14 @@ class LocalStep(FrameStep):
 
     def attributes(self, output) -> dict:
         return self.p.attributes()
+
+    def expected_attributes(self, input_space: str) -> dict[str, str]:
+        a = self.p.attributes()
+        want = {"hdrlift:model": a["model"], "hdrlift:model_version": a["model_version"],
+                "hdrlift:colorspace": a["output_space"], "hdrlift:input_colorspace": input_space}
+        if a["weights"]:
+            want["hdrlift:weights"] = a["weights"]
+        return want
 
     def preview(self, work: Work, output):
         return work.payload, output[0]

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from hdrlift.engine.colour import ColourManager, colorspace_from_tags
-from hdrlift.engine.convert import ExrSettings, FrameStep, RunReport, Skip, check_range, convert
+from hdrlift.engine.convert import MAX_FRAME_PIXELS, ExrSettings, FrameStep, RunReport, Skip, check_range, convert
 from hdrlift.engine.errors import HdrliftError, OutputError
 from hdrlift.engine.io.exr import COMPRESSIONS
 from hdrlift.plugin.client import DEFAULT_KEEPALIVE_S, Client, clean_text
@@ -157,6 +157,14 @@ class RemoteStep(FrameStep):
                 "model": clean_text(res.header.model, 200), "model_version": clean_text(res.header.model_version, 200),
                 "chromaticities": self._chroma[space], "server": self.client.servers}
 
+    def expected_attributes(self, input_space: str) -> dict[str, str]:
+        # what is known before the first reply: the model and the output space asked for
+        try:
+            space = self.colour.resolve(self._output_space)
+        except HdrliftError:
+            space = self._output_space
+        return {"hdrlift:model": self.model, "hdrlift:colorspace": space}
+
     def account(self, timings: dict, elapsed: float) -> None:
         # the model's time is spent on the servers: what the run did not spend decoding or writing
         timings["model"] = max(0.0, elapsed - timings["decode"] - timings["encode"])
@@ -171,7 +179,7 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
                    progress: Callable[[int, int | None, float], None] | None = None,
                    reader_options: dict | None = None, ocio_config: str | None = None, wire_dtype: str = "float",
                    timeout: float | None = None, retries: int = 4, connect_timeout: float | None = 30.0,
-                   keepalive: float = DEFAULT_KEEPALIVE_S) -> RunReport:
+                   keepalive: float = DEFAULT_KEEPALIVE_S, max_frame_pixels: int = MAX_FRAME_PIXELS) -> RunReport:
     """Convert ``source`` to EXRs here with the frames reconstructed on ``servers``.
 
     The server is asked first (``ListModels``, within ``connect_timeout``) whether it can run
@@ -200,7 +208,7 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
                          exr_settings=ExrSettings(half=half, compression=compression, mask_layer=mask_layer),
                          ocio_config_name=cm.config_name, start=start, end=end, every=every, resume=resume,
                          overwrite=overwrite, progress=progress, reader_options=reader_options, single=single,
-                         queue_size=2 * window, encode_workers=2)
+                         queue_size=2 * window, encode_workers=2, max_frame_pixels=max_frame_pixels)
     report.written.sort()
     report.skipped.sort()
     return report

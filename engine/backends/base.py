@@ -20,12 +20,13 @@ import importlib.util
 import logging
 import os
 import pathlib
+import re
 
 import numpy as np
 import torch
 from torch import nn
 
-from hdrlift.engine.errors import InputError
+from hdrlift.engine.errors import InputError, ModelError
 from hdrlift.engine.models.registry import LoadedModel, get_info
 
 log = logging.getLogger("hdrlift.backends")
@@ -50,6 +51,21 @@ def default_cache_dir() -> pathlib.Path:
 
 def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: str) -> str:
+    """``device`` checked (cpu, cuda, cuda:N, auto) and ``auto`` resolved; ModelError, one line,
+    for an unknown name or a CUDA device torch cannot see (a CPU build of torch, no GPU)."""
+    if device not in DEVICES and not re.fullmatch(r"cuda:\d+", str(device)):
+        raise ModelError(f"unknown device {device!r}; choose one of cpu, cuda, cuda:N, auto")
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device.startswith("cuda") and not cuda_available():
+        raise ModelError(f"device {device!r} requested but torch sees no CUDA GPU (torch {torch.__version__}"
+                         f"{'' if torch.version.cuda else ', a CPU build'}); use --device cpu")
+    if device.startswith("cuda:") and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise ModelError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
 
 
 def tensorrt_importable() -> bool:

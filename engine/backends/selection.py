@@ -15,15 +15,14 @@ import json
 import logging
 import os
 import pathlib
-import re
 import time
 
 import numpy as np
 import torch
 
 from hdrlift.engine.atomic import atomic_write_bytes
-from hdrlift.engine.backends.base import (DEVICES, KINDS, PRECISIONS, Backend, cuda_available, default_cache_dir,
-                                          export_key, tensorrt_importable)
+from hdrlift.engine.backends.base import (KINDS, PRECISIONS, Backend, default_cache_dir, export_key, resolve_device,
+                                          tensorrt_importable)
 from hdrlift.engine.backends.ort_backend import OrtBackend
 from hdrlift.engine.backends.torch_backend import TorchBackend
 from hdrlift.engine.backends.trt_backend import TensorRTBackend
@@ -45,12 +44,8 @@ def _resolve_model(model_name: str | LoadedModel, weights, device_for_load: str 
 def _check_args(kind: str, device: str, precision: str) -> None:
     if kind not in KINDS:
         raise ModelError(f"unknown back end {kind!r}; choose one of {', '.join(KINDS)}")
-    if device not in DEVICES and not re.fullmatch(r"cuda:\d+", device):
-        raise ModelError(f"unknown device {device!r}; choose one of cpu, cuda, cuda:N, auto")
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if device.startswith("cuda") and not cuda_available():
-        raise ModelError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
 
 
 def create_backend(model_name: str | LoadedModel, kind: str = "auto", device: str = "cpu",
@@ -63,9 +58,8 @@ def create_backend(model_name: str | LoadedModel, kind: str = "auto", device: st
     ``compile``; onnxruntime: ``threads``; TensorRT: ``profiles``, ``workspace_gib``).
     """
     _check_args(kind, device, precision)
+    device = resolve_device(device)
     cache = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    if device == "auto":
-        device = "cuda" if cuda_available() else "cpu"
     model = _resolve_model(model_name, weights)
     requested = precision
     if precision != "fp32" and model.info.fp32_only:

@@ -24,6 +24,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 from hdrlift.engine.errors import InputError, OutputError
+from hdrlift.engine.io.paths import require_regular_file
 
 __all__ = ["COMPRESSIONS", "ExrImage", "write_exr", "read_exr", "is_complete_exr", "temporary_name",
            "frame_attributes"]
@@ -75,8 +76,8 @@ class ExrImage(NamedTuple):
 
 
 def frame_attributes(*, output_space: str, input_space: str, model: str, model_version: str,
-                     ocio_config: str = "", chromaticities=None, source: str | None = None,
-                     frame: int | None = None, server: str | None = None) -> dict[str, Any]:
+                     weights: str | None = None, ocio_config: str = "", chromaticities=None,
+                     source: str | None = None, frame: int | None = None, server: str | None = None) -> dict[str, Any]:
     """The header attributes that say how a frame was made: colour spaces (and the output's
     chromaticities), model and version, hdrlift's version and OCIO config, and where the frame
     came from. The one builder for every EXR hdrlift writes (local runs, path jobs,
@@ -91,6 +92,8 @@ def frame_attributes(*, output_space: str, input_space: str, model: str, model_v
         "hdrlift:model_version": str(model_version),
         "hdrlift:version": __version__,
     }
+    if weights:
+        attrs["hdrlift:weights"] = weights  # hash of the network's weights (shipped or --weights)
     if ocio_config:
         attrs["hdrlift:ocio_config"] = ocio_config
     if source is not None:
@@ -280,6 +283,7 @@ def read_exr(path: str | os.PathLike) -> ExrImage:
         raise InputError(f"{p}: no such file")
     if os.path.isdir(p):
         raise InputError(f"{p}: is a folder, not an EXR file")
+    require_regular_file(p, "EXR")
     inp = oiio.ImageInput.open(p)
     if inp is None:
         raise InputError(f"cannot read EXR {p}: {_first_line(oiio.geterror()) or 'unknown format'}")
@@ -294,6 +298,26 @@ def read_exr(path: str | os.PathLike) -> ExrImage:
         inp.close()
     pixels = np.ascontiguousarray(np.asarray(px, np.float32).reshape(spec.height, spec.width, spec.nchannels))
     return ExrImage(pixels, attrs, names)
+
+
+def read_attributes(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The header attributes of an EXR (no pixels read), or None when it is not a readable EXR."""
+    try:
+        p = os.fspath(path)
+        if not os.path.isfile(p):
+            return None
+        inp = oiio.ImageInput.open(p)
+        if inp is None:
+            oiio.geterror()
+            return None
+        try:
+            if inp.format_name() != "openexr":
+                return None
+            return {a.name: a.value for a in inp.spec().extra_attribs}
+        finally:
+            inp.close()
+    except Exception:
+        return None
 
 
 def is_complete_exr(path: str | os.PathLike) -> bool:

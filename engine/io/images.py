@@ -34,6 +34,7 @@ import numpy as np
 import OpenImageIO as oiio
 
 from hdrlift.engine.errors import InputError
+from hdrlift.engine.io.paths import require_regular_file
 from hdrlift.engine.io.video import ColourTags, Frame, VideoReader, normalise_tag
 
 __all__ = ["STILL_EXTENSIONS", "HDR_EXTENSIONS", "open_source", "read_image", "StillReader",
@@ -188,6 +189,7 @@ class StillReader(_ImageReader):
             raise InputError(f"{self._path}: no such file")
         if os.path.isdir(self._path):
             raise InputError(f"{self._path}: is a folder, not an image")
+        require_regular_file(self._path, "image")
         super().__init__(tags)
         self._spec = _probe(self._path)
 
@@ -316,6 +318,7 @@ class SequenceReader(_ImageReader):
                 continue
             if self._closed:
                 return
+            require_regular_file(path, "sequence frame")  # still a file when its turn comes
             rgb = read_image(path)
             if rgb.shape[:2] != (self.height, self.width):
                 raise InputError(f"{path} is {rgb.shape[1]}x{rgb.shape[0]}, but the sequence started at "
@@ -342,6 +345,7 @@ def open_source(path: str | os.PathLike, **reader_options):
     if os.path.isdir(p):
         raise InputError(f"{p}: is a folder; give a video file, an image, or a sequence pattern such as "
                          f"{os.path.join(p, 'name.####.png')}")
+    require_regular_file(p)
     ext = os.path.splitext(p)[1].lower()
     if ext in HDR_EXTENSIONS:
         raise InputError(f"{p}: {ext} images are already HDR; hdrlift reconstructs HDR from SDR images")

@@ -32,6 +32,14 @@ import av
 import numpy as np
 
 from hdrlift.engine.errors import ColourError, InputError
+from hdrlift.engine.io.paths import require_regular_file
+
+# FFmpeg is told which demuxers and protocols it may use: plain containers and elementary streams
+# through the file protocol. Playlist and list demuxers (hls, dash, concat, image2...) open the
+# files their text names, which would let a file inside a server's --root read files outside it.
+DEMUXERS = ("mov", "matroska", "webm", "avi", "mxf", "mpegts", "mpeg", "mpegvideo", "m4v", "h264", "hevc", "ivf",
+            "yuv4mpegpipe", "nut", "ogg", "flv", "dv", "gif", "apng", "asf")
+DEMUX_OPTIONS = {"format_whitelist": ",".join(DEMUXERS), "protocol_whitelist": "file"}
 
 __all__ = [
     "ColourTags",
@@ -460,6 +468,7 @@ class VideoReader:
             raise InputError(f"input not found: {self._path}")
         if os.path.isdir(self._path):
             raise InputError(f"{self._path}: is a folder, not a video file")
+        require_regular_file(self._path, "video")
         self._frame_count: int | None = None
         self._closed = False
         self._open_containers: set[Any] = set()
@@ -470,9 +479,11 @@ class VideoReader:
     def _open(self) -> tuple[Any, Any]:
         """Open the container and pick its video stream (not a cover picture)."""
         try:
-            container = av.open(self._path, mode="r")
+            container = av.open(self._path, mode="r", options=dict(DEMUX_OPTIONS))
         except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as exc:
-            raise InputError(f"{self._path}: not a readable video file ({_one_line(exc)})") from None
+            raise InputError(f"{self._path}: not a readable video file ({_one_line(exc)}); hdrlift reads "
+                             "video containers (MP4/MOV, MKV/WebM, MXF, AVI, MPEG-TS/PS, raw H.264/HEVC...), "
+                             "never playlists or concat lists, which open other files") from None
         streams = [
             s for s in container.streams.video
             if not (int(s.disposition) & int(av.stream.Disposition.attached_pic))
