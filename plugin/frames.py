@@ -197,8 +197,8 @@ class FrameAssembler:
         if idx > 0 and chunk.HasField("header"):
             raise FrameFormatError(f"frame {fid}: only chunk 0 may carry a header")
         self._size += len(chunk.payload)
-        if self._size > self.max_bytes:
-            raise FrameTooLarge(f"frame {fid}: more than {self.max_bytes} payload bytes")
+        if self._size > self.max_bytes:  # the bound its header declared: a broken promise, not a size limit
+            raise FrameFormatError(f"frame {fid}: more than the {self.max_bytes} payload bytes it may have")
         self._parts.append(chunk.payload)
         self._next += 1
         if self._next < self._total:

@@ -44,6 +44,14 @@ MAX_ATTRIBUTES = 512
 _SAMPLE = {HALF: np.dtype("<f2"), FLOAT: np.dtype("<f4")}
 
 
+def max_payload_bytes(width: int, height: int, float_samples: bool = True) -> int:
+    """The most bytes a wire EXR of ``width`` x ``height`` can need: every channel stored
+    uncompressed (a block that does not shrink is stored as is), plus the header, the offset
+    table and the block headers. Receivers bound what they accumulate by this."""
+    sample = 4 if float_samples else 2
+    return MAX_HEADER_BYTES + 16 * int(height) + int(width) * int(height) * MAX_CHANNELS * sample
+
+
 class ExrFormatError(ValueError):
     """A payload that is not an EXR of the wire subset, or that contradicts itself (one line)."""
 

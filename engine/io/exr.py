@@ -26,7 +26,7 @@ import OpenImageIO as oiio
 from hdrlift.engine.errors import InputError, OutputError
 from hdrlift.engine.io.paths import require_regular_file
 
-__all__ = ["COMPRESSIONS", "ExrImage", "write_exr", "read_exr", "is_complete_exr", "temporary_name",
+__all__ = ["COMPRESSIONS", "check_compression", "ExrImage", "write_exr", "read_exr", "is_complete_exr", "temporary_name",
            "frame_attributes"]
 
 #: Compression names OpenImageIO's OpenEXR writer understands. "dwaa"/"dwab"/"zip"/"zips"
@@ -114,7 +114,7 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def _check_compression(compression: str) -> str:
+def check_compression(compression: str) -> str:
     if not isinstance(compression, str):
         raise OutputError(f"EXR compression must be a name, got {compression!r}")
     base, _, level = compression.partition(":")
@@ -197,7 +197,7 @@ def write_exr(
             line; no file is left behind, neither the target nor a temporary).
     """
     final = pathlib.Path(path)
-    comp = _check_compression(compression)
+    comp = check_compression(compression)
     a = np.asarray(rgb)
     if a.ndim != 3 or a.shape[2] != 3:
         raise InputError(f"EXR pixels must be H x W x 3, got shape {tuple(a.shape)}")

@@ -15,6 +15,7 @@ import collections
 import concurrent.futures
 import threading
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -78,13 +79,23 @@ class Batcher:
             self._preparing += delta
             self._cond.notify_all()
 
-    def submit(self, item: WorkItem) -> WorkItem:
+    def submit(self, item: WorkItem, wait: Callable[[], bool] | None = None) -> WorkItem:
+        """Queue ``item`` for the device. When the queue is full: QueueFull at once, or, with
+        ``wait``, wait for room while ``wait()`` holds (a stream's reader: the client is still
+        there), which holds the stream's sender back through gRPC's flow control instead of
+        refusing it."""
         with self._cond:
-            if self._closed:
-                raise ShuttingDown("server is shutting down")
-            if len(self._pending) >= self.capacity:
-                raise QueueFull(f"{len(self._pending)} frames are waiting for the device (limit "
-                                f"{self.capacity}); retry later or use another server")
+            while True:
+                if self._closed:
+                    raise ShuttingDown("server is shutting down")
+                if len(self._pending) < self.capacity:
+                    break
+                if wait is None:
+                    raise QueueFull(f"{len(self._pending)} frames are waiting for the device (limit "
+                                    f"{self.capacity}); retry later or use another server")
+                if not wait():
+                    raise Cancelled("request cancelled while waiting for room in the device queue")
+                self._cond.wait(0.1)
             self._pending.append(item)
             self._cond.notify_all()
         return item

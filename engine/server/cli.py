@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
+import sys
 import threading
 
 from hdrlift.engine.entrypoint import run_cli
@@ -39,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--queue-size", type=int, default=32, help="frames waiting for the device before "
                     "RESOURCE_EXHAUSTED (default 32)")
     ap.add_argument("--stream-window", type=int, default=4, help="frames in flight per stream (default 4)")
-    ap.add_argument("--workers", type=int, default=32, help="concurrent RPCs (default 32)")
+    ap.add_argument("--workers", type=int, default=32, help="hdrlift.v1 calls served at once; more are answered "
+                    "RESOURCE_EXHAUSTED (default 32)")
+    ap.add_argument("--aux-streams", type=int, default=16, help="health Watch and reflection streams open at once "
+                    "(default 16), kept apart from the calls that serve work")
+    ap.add_argument("--aux-per-peer", type=int, default=4, help="of those, from one peer address (default 4)")
     ap.add_argument("--job-workers", type=int, default=1, help="path jobs run at once (default 1)")
     ap.add_argument("--root", action="append", default=[], help="folder path jobs may read and write (repeatable); "
                     "without one, jobs are refused")
@@ -50,9 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tls-ca", help="CA (PEM) client certificates must chain to: mutual TLS")
     ap.add_argument("--token-file", help="bearer tokens, one per line (also $HDRLIFT_TOKENS, comma-separated)")
     ap.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics at :PORT/metrics")
-    ap.add_argument("--metrics-host", default="0.0.0.0")
+    ap.add_argument("--metrics-host", default="127.0.0.1", help="address /metrics listens on (default 127.0.0.1: "
+                    "it has no authentication; give 0.0.0.0 only behind a firewall)")
     ap.add_argument("--grace", type=float, default=30.0, help="seconds to drain on SIGTERM (default 30)")
-    ap.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    ap.add_argument("--quiet", action="store_true", help="no per-request log lines (the started, draining and "
+                    "stopped lines stay)")
     return ap
 
 
@@ -68,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                 device=args.device, backend=args.backend, precision=args.precision, ocio_config=args.ocio_config,
                 cache_dir=args.cache_dir, max_message_bytes=args.max_message_bytes, max_pixels=args.max_pixels,
                 max_batch=args.max_batch, batch_window_ms=args.batch_window_ms, queue_size=args.queue_size,
-                stream_window=args.stream_window, workers=args.workers, job_workers=args.job_workers,
+                stream_window=args.stream_window, workers=args.workers, aux_streams=args.aux_streams,
+                aux_per_peer=args.aux_per_peer, job_workers=args.job_workers,
                 roots=tuple(args.root), state_dir=args.state_dir, tls_cert=args.tls_cert, tls_key=args.tls_key,
                 tls_ca=args.tls_ca, tokens=load_tokens(args.token_file), metrics_port=args.metrics_port,
                 metrics_host=args.metrics_host, grace=args.grace, preload=tuple(args.preload),
@@ -97,3 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     while not server.wait(0.5):
         pass
     return 0
+
+
+def entry() -> None:
+    """The ``hdrlift-serve`` command: :func:`main`, then the process ends at once. Threads a stuck
+    read left behind (a job on a hung network share) never keep the process alive past the
+    drain (``--grace``): SIGTERM ends it within ``--grace`` plus a few seconds."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

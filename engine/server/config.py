@@ -34,7 +34,9 @@ class ServerConfig:
     batch_window_ms: float = 3.0
     queue_size: int = 32
     stream_window: int = 4
-    workers: int = 32  # gRPC handler threads = most concurrent RPCs
+    workers: int = 32  # most hdrlift.v1 calls served at once (each holds a handler thread)
+    aux_streams: int = 16  # most health Watch / reflection streams open at once (threads of their own)
+    aux_per_peer: int = 4  # most of those from one peer address
     job_workers: int = 1
     roots: tuple[str, ...] = ()
     state_dir: str | None = None  # job records survive restarts here; unfinished jobs resume
@@ -43,16 +45,18 @@ class ServerConfig:
     tls_ca: str | None = None  # with cert/key: clients must present a certificate signed by it
     tokens: tuple[str, ...] = ()
     metrics_port: int | None = None
-    metrics_host: str = "0.0.0.0"
+    metrics_host: str = "127.0.0.1"  # /metrics has no authentication: loopback unless asked
     grace: float = 30.0
     preload: tuple[str, ...] = ()
-    log_stream: Any = None  # None: sys.stderr; False: no request logs
+    log_stream: Any = None  # None: sys.stderr; False: no request logs (life-cycle lines still on stderr)
 
     def validate(self) -> None:
         if self.max_message_bytes < 64 << 10:
             raise InputError(f"--max-message-bytes must be at least 65536, got {self.max_message_bytes}")
-        if (self.max_batch is not None and self.max_batch < 1) or self.queue_size < 1 or self.stream_window < 1 or self.workers < 2:
-            raise InputError("--max-batch, --queue-size and --stream-window must be >= 1, --workers >= 2")
+        if (self.max_batch is not None and self.max_batch < 1) or self.queue_size < 1 or self.stream_window < 1 \
+                or self.workers < 2 or self.aux_streams < 1 or self.aux_per_peer < 1:
+            raise InputError("--max-batch, --queue-size, --stream-window, --aux-streams and --aux-per-peer must be "
+                             ">= 1, --workers >= 2")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InputError("--tls-cert and --tls-key go together")
         if self.tls_ca and not self.tls_cert:

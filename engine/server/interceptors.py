@@ -1,4 +1,5 @@
-"""gRPC server interceptors: bearer-token authentication and one JSON log line per RPC."""
+"""gRPC server interceptors: admission (well-formed messages, bounded concurrency, per-peer caps),
+bearer-token authentication and one JSON log line per RPC."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Callable
 
 import grpc
 
+from hdrlift.engine.server.errors import MalformedRequest
 from hdrlift.engine.server.prometheus import Metrics
 
 SC = grpc.StatusCode
@@ -32,20 +34,162 @@ class _CallLog:
         cls._local.fields = d
 
 
-def _wrap_behaviour(handler: grpc.RpcMethodHandler, make: Callable[[Callable, bool, bool], Callable]):
-    """A copy of ``handler`` whose behaviour is ``make(behaviour, request_streaming, response_streaming)``."""
+def _wrap_behaviour(handler: grpc.RpcMethodHandler, make: Callable[[Callable, bool, bool], Callable],
+                    deserializer: Callable | None = None):
+    """A copy of ``handler`` whose behaviour is ``make(behaviour, request_streaming, response_streaming)``
+    (and whose request deserializer is ``deserializer``, when given)."""
     rs, ps = handler.request_streaming, handler.response_streaming
+    des = deserializer or handler.request_deserializer
     if not rs and not ps:
-        return grpc.unary_unary_rpc_method_handler(make(handler.unary_unary, rs, ps),
-                                                   handler.request_deserializer, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(make(handler.unary_unary, rs, ps), des,
+                                                   handler.response_serializer)
     if not rs and ps:
-        return grpc.unary_stream_rpc_method_handler(make(handler.unary_stream, rs, ps),
-                                                    handler.request_deserializer, handler.response_serializer)
+        return grpc.unary_stream_rpc_method_handler(make(handler.unary_stream, rs, ps), des,
+                                                    handler.response_serializer)
     if rs and not ps:
-        return grpc.stream_unary_rpc_method_handler(make(handler.stream_unary, rs, ps),
-                                                    handler.request_deserializer, handler.response_serializer)
-    return grpc.stream_stream_rpc_method_handler(make(handler.stream_stream, rs, ps),
-                                                 handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_unary_rpc_method_handler(make(handler.stream_unary, rs, ps), des,
+                                                    handler.response_serializer)
+    return grpc.stream_stream_rpc_method_handler(make(handler.stream_stream, rs, ps), des,
+                                                 handler.response_serializer)
+
+
+class Malformed:
+    """What a request that does not parse becomes (instead of gRPC's INTERNAL status)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+MALFORMED_MESSAGE = "request is not a well-formed protobuf message of this method"
+
+
+def _safe(deserializer: Callable | None) -> Callable | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError and kin: the client's bytes are bad
+            return Malformed(type(exc).__name__)
+    return parse
+
+
+def _checked(requests):
+    for r in requests:
+        if isinstance(r, Malformed):
+            raise MalformedRequest(MALFORMED_MESSAGE)
+        yield r
+
+
+def peer_host(peer: str) -> str:
+    """``ipv4:10.0.0.7:51234`` -> ``ipv4:10.0.0.7``; ``ipv6:[::1]:5`` -> ``ipv6:[::1]``."""
+    head, _, port = peer.rpartition(":")
+    return head if port.isdigit() and head else peer
+
+
+class AdmissionInterceptor(grpc.ServerInterceptor):
+    """What a call must pass before a handler thread works on it.
+
+    * Its messages parse: a malformed protobuf is answered INVALID_ARGUMENT (gRPC itself would
+      answer INTERNAL), for unary and streamed requests alike.
+    * Work (the ``hdrlift.v1`` service) runs at most ``work`` calls at once; more are answered
+      RESOURCE_EXHAUSTED (clients back off and retry, or go elsewhere).
+    * Open-ended streams of the standard services (health ``Watch``, reflection) count apart,
+      ``aux`` at once and ``per_peer`` from one peer address, so neither a crowd of watchers
+      nor one peer can take the threads that serve work (the thread pool has room for both).
+    * Health ``Check`` is always admitted (probes).
+    """
+
+    def __init__(self, work: int, aux: int, per_peer: int, work_service: str):
+        self.limits = {"work": work, "aux": aux}
+        self.per_peer = per_peer
+        self.work_service = work_service
+        self._lock = threading.Lock()
+        self._open = {"work": 0, "aux": 0}
+        self._peers: dict[str, int] = {}
+
+    def _bucket(self, method: str, handler) -> str | None:
+        if method.startswith(f"/{self.work_service}/"):
+            return "work"
+        if handler.response_streaming or handler.request_streaming:
+            return "aux"
+        return None
+
+    def _enter(self, bucket: str | None, peer: str) -> str | None:
+        """Count the call in; a message when it is refused."""
+        if bucket is None:
+            return None
+        with self._lock:
+            if self._open[bucket] >= self.limits[bucket]:
+                what = "calls" if bucket == "work" else "health/reflection streams"
+                return f"{self._open[bucket]} {what} are open (limit {self.limits[bucket]}); retry later"
+            if bucket == "aux":
+                if self._peers.get(peer, 0) >= self.per_peer:
+                    return f"{self.per_peer} health/reflection streams are open from {peer} (limit per peer)"
+                self._peers[peer] = self._peers.get(peer, 0) + 1
+            self._open[bucket] += 1
+        return None
+
+    def _leave(self, bucket: str | None, peer: str) -> None:
+        if bucket is None:
+            return
+        with self._lock:
+            self._open[bucket] -= 1
+            if bucket == "aux":
+                n = self._peers.get(peer, 1) - 1
+                if n:
+                    self._peers[peer] = n
+                else:
+                    self._peers.pop(peer, None)
+
+    def open_calls(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._open)
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        bucket = self._bucket(handler_call_details.method, handler)
+
+        def make(behaviour, rs, ps):
+            def admit(req, context):
+                peer = peer_host(context.peer())
+                refused = self._enter(bucket, peer)
+                if refused:
+                    context.abort(SC.RESOURCE_EXHAUSTED, refused)
+                left = threading.Lock()
+
+                def leave():
+                    if left.acquire(blocking=False):
+                        self._leave(bucket, peer)
+                context.add_callback(leave)  # however the call ends, even abandoned by gRPC
+                if not rs and isinstance(req, Malformed):
+                    leave()
+                    context.abort(SC.INVALID_ARGUMENT, MALFORMED_MESSAGE)
+                return req if not rs else _checked(req), leave
+
+            if ps:
+                def run_stream(req, context):
+                    req, leave = admit(req, context)
+                    try:
+                        yield from behaviour(req, context)
+                    finally:
+                        leave()
+                return run_stream
+
+            def run(req, context):
+                req, leave = admit(req, context)
+                try:
+                    return behaviour(req, context)
+                finally:
+                    leave()
+            return run
+
+        return _wrap_behaviour(handler, make, deserializer=_safe(handler.request_deserializer))
 
 
 class AuthInterceptor(grpc.ServerInterceptor):

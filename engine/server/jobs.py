@@ -9,20 +9,22 @@ from __future__ import annotations
 
 import base64
 import collections
-import concurrent.futures
 import json
 import logging
 import os
 import pathlib
+import queue
 import re
+import stat
 import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Iterator
 
 from hdrlift.engine.atomic import atomic_write_text
-from hdrlift.engine.convert import sequence_pattern
-from hdrlift.engine.io.exr import COMPRESSIONS as EXR_COMPRESSIONS
+from hdrlift.engine.convert import OutputPattern, sequence_pattern
+from hdrlift.engine.errors import HdrliftError
+from hdrlift.engine.io.exr import check_compression
 from hdrlift.engine.server.errors import SC, RpcFailure, failure_for
 from hdrlift.plugin.v1 import hdrlift_pb2 as pb
 
@@ -32,7 +34,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("hdrlift.server")
 
 
+def shown(text: str, limit: int = 200) -> str:
+    """A client's string in a message: quoted, cut when long (statuses never echo unbounded input)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
 _TERMINAL = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_CANCELLED)
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class _JobCancelled(Exception):
@@ -81,8 +89,21 @@ class JobManager:
         self.roots = tuple(os.path.realpath(r) for r in roots)
         self._jobs: collections.OrderedDict[str, JobRecord] = collections.OrderedDict()
         self._cond = threading.Condition()
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="job")
+        # daemon threads: a job stuck in a read (a slow network share) never keeps the process
+        # alive past its shutdown (the server's --grace bounds the wait, then it exits)
+        self._queue: queue.Queue = queue.Queue()
+        self._workers = [threading.Thread(target=self._worker, name=f"job-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for th in self._workers:
+            th.start()
         self.state_dir = pathlib.Path(state_dir) / "jobs" if state_dir else None
+
+    def _worker(self) -> None:
+        while True:
+            rec = self._queue.get()
+            if rec is None:
+                return
+            self._run(rec)
 
     # -- records on disk (--state-dir): one JSON file per job, written at each change of state
     def _persist(self, rec: JobRecord) -> None:
@@ -119,7 +140,7 @@ class JobManager:
         for f in sorted(self.state_dir.glob("*.json")):
             try:
                 d = json.loads(f.read_text())
-                if d.get("format") != 1 or not re.fullmatch(r"[0-9a-f]{32}", str(d.get("id"))) \
+                if d.get("format") != 1 or not _JOB_ID.fullmatch(str(d.get("id"))) \
                         or f.stem != d["id"]:
                     raise ValueError("not a job record of this version")
                 spec = pb.JobSpec.FromString(base64.b64decode(d["spec"], validate=True))
@@ -155,7 +176,7 @@ class JobManager:
                 self._persist(rec)
             if unfinished:
                 resumed += 1
-                self._pool.submit(self._run, rec)
+                self._queue.put(rec)
         return len(found), resumed
 
     # -- paths
@@ -167,12 +188,34 @@ class JobManager:
         if "\x00" in path or len(path) > 4096:
             raise RpcFailure(SC.INVALID_ARGUMENT, f"{what} path is not a valid path")
         if ".." in pathlib.PurePosixPath(path.replace("\\", "/")).parts:
-            raise RpcFailure(SC.INVALID_ARGUMENT, f"{what} path {path!r} contains '..'")
+            raise RpcFailure(SC.INVALID_ARGUMENT, f"{what} path {shown(path)} contains '..'")
         full = path if os.path.isabs(path) else os.path.join(self.roots[0], path)
         real = os.path.realpath(full)
         if not self._inside(real):
-            raise RpcFailure(SC.PERMISSION_DENIED, f"{what} path {path!r} is outside the server's --root folders")
+            raise RpcFailure(SC.PERMISSION_DENIED, f"{what} path {shown(path)} is outside the server's --root folders")
         return real
+
+    def guard_write(self, path: pathlib.Path) -> None:
+        """The file loop's ``confine``: the real path of a folder or file about to be made (and of
+        a file just written) must lie inside a root, whatever links appeared since the job was
+        submitted. PERMISSION_DENIED otherwise; the job fails and nothing is left outside."""
+        real = os.path.realpath(path)
+        if not self._inside(real):
+            raise RpcFailure(SC.PERMISSION_DENIED, f"{shown(str(path))} resolves outside the server's --root "
+                             "folders (a link changed after the job was submitted)")
+
+    def _check_source(self, source: str) -> None:
+        """A source is a regular file (a FIFO would block its reader; a device is no picture), or a
+        sequence pattern whose files each resolve inside a root."""
+        if os.path.lexists(source):
+            try:
+                st = os.stat(source)
+            except OSError as exc:
+                raise RpcFailure(SC.FAILED_PRECONDITION, f"source {shown(source)}: {exc.strerror or exc}") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise RpcFailure(SC.FAILED_PRECONDITION, f"source {shown(source)} is not a regular file")
+            return
+        self._check_sequence_members(source)
 
     def _inside(self, real: str) -> bool:
         return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots)
@@ -193,29 +236,42 @@ class JobManager:
             return
         for n in names:
             if regex.match(n) and not self._inside(os.path.realpath(os.path.join(folder, n))):
-                raise RpcFailure(SC.PERMISSION_DENIED, f"sequence file {n!r} links outside the server's --root folders")
+                raise RpcFailure(SC.PERMISSION_DENIED, f"sequence file {shown(n)} links outside the server's --root "
+                                 "folders")
 
     # -- API
     def submit(self, spec: pb.JobSpec) -> JobRecord:
         source = self.confine(spec.source, "source")
-        self._check_sequence_members(source)
+        self._check_source(source)
         output = self.confine(spec.output, "output")
-        if spec.compression and spec.compression.split(":")[0] not in EXR_COMPRESSIONS:
-            raise RpcFailure(SC.INVALID_ARGUMENT, f"unknown EXR compression {spec.compression!r}")
+        if spec.compression:
+            try:
+                check_compression(spec.compression)
+            except HdrliftError as exc:
+                raise RpcFailure(SC.INVALID_ARGUMENT, str(exc)) from None
+        for name in ("start", "end"):
+            if spec.HasField(name) and getattr(spec, name) < 0:
+                raise RpcFailure(SC.OUT_OF_RANGE, f"{name} frame {getattr(spec, name)} is negative")
         if spec.HasField("start") and spec.HasField("end") and spec.end < spec.start:
             raise RpcFailure(SC.OUT_OF_RANGE, f"frame range {spec.start}-{spec.end} is empty")
-        if spec.HasField("start") and spec.start < 0:
-            raise RpcFailure(SC.OUT_OF_RANGE, f"start frame {spec.start} is negative")
         if spec.every > 1_000_000:
             raise RpcFailure(SC.OUT_OF_RANGE, f"every {spec.every} is out of range")
+        if spec.overwrite and spec.resume:
+            raise RpcFailure(SC.INVALID_ARGUMENT, "resume and overwrite exclude each other")
         model = spec.model or self.server.config.model
         self.server.check_model(model)
         for name in (spec.input_space, spec.output_space):
             if name:
                 self.server.resolve_space(name)
-        if not spec.single:
-            pattern = sequence_pattern(source, output)
-            if not self._inside(os.path.realpath(os.path.dirname(pattern))):
+        if spec.single:
+            if not output.lower().endswith(".exr"):
+                raise RpcFailure(SC.INVALID_ARGUMENT, f"output {shown(spec.output)} must be an .exr file")
+        else:
+            try:
+                folder = str(OutputPattern.for_source(source, output).folder)
+            except HdrliftError as exc:
+                raise RpcFailure(SC.INVALID_ARGUMENT, str(exc)) from None
+            if not self._inside(os.path.realpath(folder)):
                 raise RpcFailure(SC.PERMISSION_DENIED, "output folder is outside the server's --root folders")
         rec = JobRecord(spec, source, output)
         with self._cond:
@@ -229,14 +285,16 @@ class JobManager:
                 self._jobs.popitem(last=False)
                 self._forget(oldest)
             self._persist(rec)
-        self._pool.submit(self._run, rec)
+        self._queue.put(rec)
         return rec
 
     def get(self, job_id: str) -> JobRecord:
-        with self._cond:
-            rec = self._jobs.get(job_id)
+        rec = None
+        if _JOB_ID.fullmatch(job_id or ""):
+            with self._cond:
+                rec = self._jobs.get(job_id)
         if rec is None:
-            raise RpcFailure(SC.NOT_FOUND, f"no job {job_id!r}")
+            raise RpcFailure(SC.NOT_FOUND, f"no job {shown(job_id, 64)}")
         return rec
 
     def cancel(self, job_id: str) -> JobRecord:
@@ -257,9 +315,16 @@ class JobManager:
             if r.state not in _TERMINAL and not r.cancel.is_set():  # a user's cancel stays a cancel
                 self._update(r, stop)
 
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Cancel every job and wait for the running ones to stop, ``timeout`` seconds at most
+        (None: as long as it takes). True when every job thread has ended."""
         self.cancel_all(resume_on_start=True)
-        self._pool.shutdown(wait=wait, cancel_futures=False)
+        for _ in self._workers:
+            self._queue.put(None)
+        end = None if timeout is None else time.monotonic() + timeout
+        for th in self._workers:
+            th.join(None if end is None else max(0.0, end - time.monotonic()))
+        return not any(th.is_alive() for th in self._workers)
 
     def watch(self, job_id: str, context) -> Iterator[pb.Job]:
         rec = self.get(job_id)
@@ -317,10 +382,15 @@ class JobManager:
                 rec.pattern = sequence_pattern(rec.source, rec.output)
             else:
                 rec.pattern = rec.output
+            # the paths again, as they are now: a link may have changed since the job was submitted
+            if self.confine(spec.source, "source") != rec.source:
+                raise RpcFailure(SC.PERMISSION_DENIED, "the source path resolves elsewhere than when the job was "
+                                 "submitted")
+            self._check_source(rec.source)
             report = pipe.convert(rec.source, rec.output, start=spec.start if spec.HasField("start") else None,
                                   end=spec.end if spec.HasField("end") else None, every=spec.every or 1,
                                   resume=spec.resume, overwrite=spec.overwrite, progress=progress,
-                                  single=spec.single)
+                                  single=spec.single, confine=self.guard_write)
 
             def finished(r):
                 r.state = pb.JOB_STATE_SUCCEEDED

@@ -137,7 +137,7 @@ class Metrics:
         return "\n".join(out) + "\n"
 
 
-def serve_metrics(metrics: Metrics, port: int, host: str = "0.0.0.0") -> http.server.ThreadingHTTPServer:
+def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
     """Serve ``metrics`` at ``/metrics`` on ``host:port`` (0: any free port; see ``.server_port``)
     from a daemon thread; call ``.shutdown()`` to stop."""
 

@@ -29,14 +29,25 @@ from hdrlift.engine.pipeline import Pipeline, PipelineOptions
 from hdrlift.engine.server.batcher import Batcher, WorkItem
 from hdrlift.engine.server.config import ServerConfig
 from hdrlift.engine.server.errors import SC, Cancelled, Expired, RpcFailure, failure_for
-from hdrlift.engine.server.interceptors import AuthInterceptor, LogInterceptor, _CallLog
+from hdrlift.engine.server.interceptors import AdmissionInterceptor, AuthInterceptor, LogInterceptor, _CallLog
 from hdrlift.engine.server.jobs import JobManager
 from hdrlift.engine.server.prometheus import Metrics, serve_metrics
 from hdrlift.plugin import frames as fr
+from hdrlift.plugin import openexr
 from hdrlift.plugin.v1 import hdrlift_pb2 as pb
 from hdrlift.plugin.v1 import hdrlift_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Hdrlift"].full_name
+
+
+def reply_bytes(width: int, height: int, channels: int, dtype: int) -> int:
+    """The most bytes a reply of ``width`` x ``height`` x ``channels`` in ``dtype`` takes."""
+    if dtype == pb.DTYPE_EXR:
+        return openexr.max_payload_bytes(width, height, float_samples=True)
+    return fr.planar_size(width, height, channels, dtype if dtype in (pb.DTYPE_HALF, pb.DTYPE_FLOAT) else pb.DTYPE_FLOAT)
+
+
+RESERVE_THREADS = 8  # handler threads beyond the admitted calls: health checks, refusals
 
 
 @dataclasses.dataclass
@@ -129,14 +140,12 @@ class HdrliftServicer(pb_grpc.HdrliftServicer):
     def Reconstruct(self, request, context):
         self.s.check_serving()
         h = request.header
-        code = h.dtype or pb.DTYPE_FLOAT
-        if code in (pb.DTYPE_HALF, pb.DTYPE_FLOAT) and 0 < h.width and 0 < h.height:
-            out_c = 4 if h.options.return_mask else 3
-            oc = h.options.output_dtype or code
-            if oc in (pb.DTYPE_HALF, pb.DTYPE_FLOAT) and \
-                    fr.planar_size(h.width, h.height, out_c, oc) > self.s.config.max_message_bytes - 4096:
-                raise RpcFailure(SC.OUT_OF_RANGE, f"a {h.width}x{h.height} reply does not fit one message "
-                                 f"({self.s.config.max_message_bytes} bytes); use ReconstructStream")
+        self.s.check_declared(h)  # above --max-pixels: OUT_OF_RANGE, whatever the call
+        out_c = 4 if h.options.return_mask else 3
+        oc = h.options.output_dtype or h.dtype or pb.DTYPE_FLOAT
+        if reply_bytes(h.width, h.height, out_c, oc) > self.s.config.max_message_bytes - 4096:
+            raise RpcFailure(SC.OUT_OF_RANGE, f"a {h.width}x{h.height} reply does not fit one message "
+                             f"({self.s.config.max_message_bytes} bytes); use ReconstructStream")
         prep = self.s.prepare(0, h, request.data, context)
         context.add_callback(prep.item.cancelled.set)
         _CallLog.current().update(model=prep.settings.model, width=prep.width, height=prep.height, frames=1)
@@ -203,7 +212,7 @@ class HdrliftServicer(pb_grpc.HdrliftServicer):
                         h0 = c.header if c.HasField("header") else header
                         if h0 is None:
                             raise RpcFailure(SC.INVALID_ARGUMENT, "frame chunk before any header")
-                        s.check_declared(h0)
+                        asm.max_bytes = s.check_declared(h0)  # never hold more than the frame declared
                     done = asm.add(c)
                     if done is None:
                         continue
@@ -213,7 +222,8 @@ class HdrliftServicer(pb_grpc.HdrliftServicer):
                         return
                     reader_busy.set()
                     try:
-                        prep = s.prepare(fid, hdr if hdr is not None else header, payload, context)
+                        prep = s.prepare(fid, hdr if hdr is not None else header, payload, context,
+                                         wait=lambda: context.is_active() and not stop.is_set())
                         if not put(prep):
                             if prep.item is not None:
                                 prep.item.cancelled.set()
@@ -388,25 +398,33 @@ class HdrliftServer:
         if self.draining:
             raise RpcFailure(SC.UNAVAILABLE, "server is shutting down")
 
-    def check_declared(self, h: pb.FrameHeader) -> None:
-        """Refuse a frame on its header, before its payload is accumulated."""
+    def check_declared(self, h: pb.FrameHeader) -> int:
+        """Refuse a frame on its header, before its payload is accumulated; return the most
+        payload bytes the frame it declares may have (planar: exactly its size; EXR: its size
+        uncompressed plus the header), which bounds what the server ever holds for it."""
         code = h.dtype or pb.DTYPE_FLOAT
         if code not in (pb.DTYPE_HALF, pb.DTYPE_FLOAT, pb.DTYPE_EXR):
             raise RpcFailure(SC.INVALID_ARGUMENT, f"unknown dtype {h.dtype}")
-        if code == pb.DTYPE_EXR:
-            return
         if h.width <= 0 or h.height <= 0:
-            raise RpcFailure(SC.INVALID_ARGUMENT, f"frame size must be positive, got {h.width}x{h.height}")
+            raise RpcFailure(SC.INVALID_ARGUMENT, f"frame size must be positive, got {h.width}x{h.height} (EXR "
+                             "payloads declare their size too)")
         if h.width * h.height > self.config.max_pixels:
             raise RpcFailure(SC.OUT_OF_RANGE, f"frame {h.width}x{h.height} is above this server's limit of "
                              f"{self.config.max_pixels} pixels")
+        if code == pb.DTYPE_EXR:
+            return openexr.max_payload_bytes(h.width, h.height)
         if h.channels not in (0, 3):
             raise RpcFailure(SC.INVALID_ARGUMENT, f"frames have 3 channels (planar R, G, B), got {h.channels}")
+        return fr.planar_size(h.width, h.height, 3, code)
 
-    def prepare(self, frame_id: int, h: pb.FrameHeader, payload: bytes, context) -> Prepared:
-        """Validate, decode and colour-convert one frame, then queue it for the device."""
+    def prepare(self, frame_id: int, h: pb.FrameHeader, payload: bytes, context, wait=None) -> Prepared:
+        """Validate, decode and colour-convert one frame, then queue it for the device (``wait``:
+        see :meth:`Batcher.submit`; a stream waits for room, a unary call is refused)."""
         t0 = time.perf_counter()
-        self.check_declared(h)
+        limit = self.check_declared(h)
+        if len(payload) > limit:
+            raise RpcFailure(SC.INVALID_ARGUMENT, f"payload has {len(payload)} bytes; the {h.width}x{h.height} frame "
+                             f"it declares has at most {limit}")
         st = self.settings_for(h)
         code = h.dtype or pb.DTYPE_FLOAT
         out_code = h.options.output_dtype or code
@@ -417,7 +435,10 @@ class HdrliftServer:
         self.batcher.preparing(+1)
         try:
             if code == pb.DTYPE_EXR:
-                rgb, _, _ = fr.decode_exr(payload, max_pixels=self.config.max_pixels)
+                rgb, _, _ = fr.decode_exr(payload, max_pixels=h.width * h.height)
+                if rgb.shape[:2] != (h.height, h.width):
+                    raise RpcFailure(SC.INVALID_ARGUMENT, f"EXR payload is {rgb.shape[1]}x{rgb.shape[0]}; the header "
+                                     f"declares {h.width}x{h.height}")
             else:
                 rgb = fr.decode_planar(payload, h.width, h.height, 3, code)
             p = st.pipeline
@@ -429,7 +450,7 @@ class HdrliftServer:
                     raise Expired("deadline expired")
                 deadline = time.monotonic() + rem
             prep = Prepared(frame_id, st, out_code, bool(h.options.return_mask), cb, rgb.shape[1], rgb.shape[0], t0)
-            prep.item = self.batcher.submit(WorkItem(p, net_in, deadline))
+            prep.item = self.batcher.submit(WorkItem(p, net_in, deadline), wait=wait)
         finally:
             self.batcher.preparing(-1)
         return prep
@@ -487,11 +508,17 @@ class HdrliftServer:
                 ("grpc.keepalive_time_ms", 60_000), ("grpc.keepalive_timeout_ms", 20_000),
                 ("grpc.http2.ping_timeout_ms", 20_000),
                 ("grpc.http2.max_pings_without_data", 0)]
+        # calls pass the log, then the token check, then admission (parse, concurrency caps): a
+        # caller without a token never takes a work slot
         interceptors: list[grpc.ServerInterceptor] = [LogInterceptor(self.metrics, c.log_stream)]
         if c.tokens:
             interceptors.append(AuthInterceptor(c.tokens))
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=c.workers, thread_name_prefix="rpc")
-        server = grpc.server(pool, interceptors=interceptors, options=opts, maximum_concurrent_rpcs=c.workers)
+        self.admission = AdmissionInterceptor(c.workers, c.aux_streams, c.aux_per_peer, SERVICE_NAME)
+        interceptors.append(self.admission)
+        # threads: every admitted work call and aux stream, plus room for health checks and refusals
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=c.workers + c.aux_streams + RESERVE_THREADS,
+                                                     thread_name_prefix="rpc")
+        server = grpc.server(pool, interceptors=interceptors, options=opts)
         pb_grpc.add_HdrliftServicer_to_server(HdrliftServicer(self), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -528,8 +555,8 @@ class HdrliftServer:
         return self._metrics_http.server_port if self._metrics_http else None
 
     def _log(self, event: str, **fields) -> None:
-        if self.config.log_stream is False:
-            return
+        """Life-cycle lines (started, draining, stopped): always written, ``--quiet`` or not (the
+        started line names the port ``--port 0`` chose)."""
         out = self.config.log_stream or sys.stderr
         try:
             out.write(json.dumps({"ts": round(time.time(), 3), "level": "info", "event": event, **fields}) + "\n")
@@ -538,23 +565,25 @@ class HdrliftServer:
             pass
 
     def shutdown(self, grace: float | None = None) -> None:
-        """Stop taking work, finish and send every accepted frame, cancel jobs, stop."""
+        """Stop taking work, finish and send every accepted frame, cancel jobs, stop: within
+        ``grace`` seconds (then what is still running is cancelled), whatever a job is doing."""
         if self.draining:
             self._stopped.wait()
             return
         grace = self.config.grace if grace is None else grace
+        end = time.monotonic() + grace
         self._log("draining", grace=grace)
         self.draining = True
         self.health.enter_graceful_shutdown()
         self.jobs.cancel_all(resume_on_start=True)
         if self._server is not None:
-            self._server.stop(grace).wait()
-        self.batcher.close(timeout=grace)
-        self.jobs.shutdown(wait=True)
+            self._server.stop(grace).wait(grace + 5)
+        self.batcher.close(timeout=max(0.0, end - time.monotonic()))
+        jobs_ended = self.jobs.shutdown(timeout=max(1.0, end - time.monotonic()))
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
-        self._log("stopped", frames=self.metrics.total_frames())
+        self._log("stopped", frames=self.metrics.total_frames(), jobs_ended=jobs_ended)
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
