@@ -57,13 +57,13 @@ the papers' objectives. Perceptual recipes load ImageNet VGG19 through
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from hdrlift.engine.models.blocks import gaussian_kernel1d, highlight_alpha, linear_to_srgb, srgb_to_linear
+from hdrlift.engine.colour_maths import linear_to_srgb, luminance, mu_law, srgb_to_linear
+from hdrlift.engine.models.blocks import gaussian_kernel1d, highlight_alpha
 
 EILERTSEN_W = (0.213, 0.715, 0.072)  # Eq. 20-21 luminance weights
 LOG_EPS = 1.0 / 255.0
@@ -109,23 +109,9 @@ def eilertsen_ir(y_hat: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, l
 # shared helpers
 # ------------------------------------------------------------------------------------------
 
-LUMA = (0.2126, 0.7152, 0.0722)
-
-
-def _lum(x: torch.Tensor) -> torch.Tensor:
-    """Rec.709 luminance ``(N, 1, H, W)`` of ``(N, 3, H, W)``."""
-    return LUMA[0] * x[:, 0:1] + LUMA[1] * x[:, 1:2] + LUMA[2] * x[:, 2:3]
-
-
 def log_image(h: torch.Tensor, eps: float = LOG_EPS) -> torch.Tensor:
     """``log(max(H, 0) + eps)``: the log domain of HDR-CNN, Moriwaki and the trainer (eps = 1/255)."""
     return torch.log(h.clamp(min=0.0) + eps)
-
-
-def mu_law(h: torch.Tensor, mu: float = 5000.0) -> torch.Tensor:
-    """The mu-law range compressor ``T(H) = log(1 + mu H) / log(1 + mu)`` (survey seed 001 Eq. 1,
-    Kalantari; Santos Eq. 10 with ``mu = 500``). Negative values are clamped to 0."""
-    return torch.log1p(mu * h.clamp(min=0.0)) / math.log1p(mu)
 
 
 # ------------------------------------------------------------------------------------------
@@ -340,7 +326,7 @@ def canny_edges(img: torch.Tensor, sigma: float = KIM_CANNY_SIGMA, low: float = 
     (the paper gives no thresholds; these are ours), hysteresis by repeated 3x3 dilation of the
     strong edges inside the weak ones until nothing changes.
     """
-    g = _lum(img) if img.shape[1] == 3 else img[:, :1]
+    g = luminance(img) if img.shape[1] == 3 else img[:, :1]
     g = _blur(g.float(), sigma)
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=g.device)
     gp = F.pad(g, (1, 1, 1, 1), mode="replicate")
@@ -380,8 +366,8 @@ def kim_edge(edge_pred: torch.Tensor, target: torch.Tensor, sigma: float = KIM_C
 
 def kim_hdr(pred: torch.Tensor, target: torch.Tensor, mu: float = KIM_MU) -> torch.Tensor:
     """Eq. 7, second term: ``1/N sum_i |log((1 + mu H_hat_i) / (1 + mu H_i))|`` on pixel luminance."""
-    a = _lum(pred.clamp(min=0.0))
-    b = _lum(target.clamp(min=0.0))
+    a = luminance(pred.clamp(min=0.0))
+    b = luminance(target.clamp(min=0.0))
     return (torch.log1p(mu * a) - torch.log1p(mu * b)).abs().mean()
 
 

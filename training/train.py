@@ -260,7 +260,7 @@ BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "psnr")
 
 def _singlehdr_code(hdr: torch.Tensor) -> torch.Tensor:
     """The un-quantised LDR ``I_n`` of the sRGB camera: ``srgb(clip(H, 0, 1))``."""
-    from hdrlift.engine.models.blocks import linear_to_srgb
+    from hdrlift.engine.colour_maths import linear_to_srgb
 
     return linear_to_srgb(hdr.clamp(0.0, 1.0))
 

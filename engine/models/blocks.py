@@ -6,8 +6,8 @@ scripts/traces with TorchScript: no data-dependent Python control flow in ``forw
 
 Contents
 --------
-* colour maths that lives *inside* the networks (see ARCHITECTURE.md "rules of thumb"):
-  :func:`srgb_to_linear`, :func:`linear_to_srgb`, :func:`luminance`, :func:`highlight_alpha`;
+* :func:`highlight_alpha`, HDR-CNN's blend weight (the colour primitives it and the models use
+  are in :mod:`hdrlift.engine.colour_maths`);
 * layers: :class:`ConvAct`, :class:`ResBlock`, :class:`UpsampleDeconv` (transposed conv
   initialised to bilinear), :class:`UpsampleShuffle` (conv + pixel shuffle), :class:`SFTLayer`, :class:`SFTResBlock`,
   :class:`SkipFuse` (concat + 1x1 conv initialised to an addition);
@@ -29,39 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Rec.709 / sRGB luminance weights (the networks' own maths; colour management proper is OCIO's).
-REC709_LUMA = (0.2126, 0.7152, 0.0722)
 
-# sRGB knees (0.04045 code value / 0.0031308 linear) are written as literals inside the
-# functions below: TorchScript cannot close over module globals.
-
-
-# --------------------------------------------------------------------------- colour maths
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """Inverse sRGB encoding (IEC 61966-2-1 EOTF): code values -> linear, display white 1.0.
-
-    Piecewise: ``x / 12.92`` for ``x <= 0.04045``, else ``((x + 0.055) / 1.055) ** 2.4``.
-    Values above 1 follow the power branch (no clip); negative values follow the linear branch,
-    so the function is finite everywhere and its gradient never sees a NaN (the power branch
-    is evaluated on a clamped copy).
-    """
-    lin = x / 12.92
-    pw = ((x.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4
-    return torch.where(x <= 0.04045, lin, pw)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """sRGB encoding (inverse of :func:`srgb_to_linear`), same piecewise conventions."""
-    lin = x * 12.92
-    pw = 1.055 * x.clamp(min=0.0031308) ** (1.0 / 2.4) - 0.055
-    return torch.where(x <= 0.0031308, lin, pw)
-
-
-def luminance(x: torch.Tensor) -> torch.Tensor:
-    """Rec.709 luminance of an ``(N, 3, H, W)`` tensor, keeping the channel dim: ``(N, 1, H, W)``."""
-    return 0.2126 * x[:, 0:1] + 0.7152 * x[:, 1:2] + 0.0722 * x[:, 2:3]
-
-
+# --------------------------------------------------------------------------- masks
 def highlight_alpha(x: torch.Tensor, tau: float = 0.95) -> torch.Tensor:
     """Blend weight of HDR-CNN, Eilertsen et al. 2017 (survey seed 001, §6.1, Eq. 17).
 
@@ -396,7 +365,7 @@ def count_params(model: nn.Module) -> int:
 
 
 __all__ = [
-    "REC709_LUMA", "srgb_to_linear", "linear_to_srgb", "luminance", "highlight_alpha",
+    "highlight_alpha",
     "make_act", "ConvAct", "scaled", "bilinear_kernel", "UpsampleDeconv", "UpsampleShuffle",
     "SkipFuse", "ResBlock", "SFTLayer", "SFTResBlock", "gaussian_kernel1d", "GaussianBlur", "FastBilateral",
     "frame_max", "frame_min", "frame_log_mean", "pad_amounts", "pad_to_multiple", "crop_to",

@@ -7,12 +7,12 @@ per image of the batch.
 
 Conventions shared by all of them
 ---------------------------------
-* The input is first linearised with the inverse sRGB curve (:func:`blocks.srgb_to_linear`),
+* The input is first linearised with the inverse sRGB curve (:func:`colour_maths.srgb_to_linear`),
   i.e. the operators see ``L_d`` in ``[0, 1]`` with display white = 1.0 (docs/CONTRACTS.md).
 * The papers state their output peak in cd/m^2 for a given HDR display; here the peak is a
   ratio to display white (``peak = 16`` = 4 stops over display white by default). Multiply by
   the display-white luminance (e.g. 100 cd/m^2) to get the papers' absolute units.
-* Luminance is Rec.709 (:func:`blocks.luminance`); the operators change luminance and scale RGB
+* Luminance is Rec.709 (:func:`colour_maths.luminance`); the operators change luminance and scale RGB
   by the same ratio ``L_w / L_d``, which keeps chromaticity.
 * These operators use frame statistics; the pipeline must not tile them (a tile's max is not
   the frame's).
@@ -63,14 +63,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdrlift.engine.models.blocks import (
-    FastBilateral,
-    frame_log_mean,
-    frame_max,
-    frame_min,
-    luminance,
-    srgb_to_linear,
-)
+from hdrlift.engine.colour_maths import luminance, srgb_to_linear
+from hdrlift.engine.models.blocks import FastBilateral, frame_log_mean, frame_max, frame_min
 from hdrlift.engine.models.registry import ModelInfo, register
 
 DEFAULT_PEAK = 16.0  # output peak relative to display white (4 stops)

@@ -74,8 +74,8 @@ from torch import nn
 
 from hdrlift.engine.atomic import replacing
 from hdrlift.engine.errors import InputError, ModelError, OutputError
-from hdrlift.engine.models.blocks import srgb_to_linear
-from hdrlift.engine.models.layers_b import MU, DilatedResidualDenseBlock, hat_weight, mu_law
+from hdrlift.engine.colour_maths import MU, mu_law, srgb_to_linear
+from hdrlift.engine.models.layers_b import DilatedResidualDenseBlock, hat_weight
 from hdrlift.engine.models.registry import ModelInfo, get_info, load_model, register
 
 LEVELS = 256
@@ -513,7 +513,7 @@ def scale_to_reference(hdr: np.ndarray, ref_code: np.ndarray) -> np.ndarray:
     (code values ``ref_code`` in [0, 1]) equal the inverse sRGB curve of their code values (our output
     convention): ``s_c = exp(sum w (ln f^-1(ref) - ln E) / sum w)``, ``w`` the triangle weight."""
     ref = np.clip(np.asarray(ref_code, np.float64), 0.0, 1.0)
-    lin = np.where(ref <= 0.04045, ref / 12.92, ((ref + 0.055) / 1.055) ** 2.4)
+    lin = srgb_to_linear(ref)
     w = _hat(ref * (LEVELS - 1))
     d = np.log(np.maximum(lin, 1e-6)) - np.log(np.maximum(hdr.astype(np.float64), 1e-30))
     s = (w * d).sum(axis=(0, 1)) / np.maximum(w.sum(axis=(0, 1)), 1e-6)

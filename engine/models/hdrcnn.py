@@ -26,7 +26,7 @@ Network (survey §6.1, Fig. 3 "hybrid dynamic range autoencoder"):
 
 Choices of ours, documented here because the survey leaves them open:
 
-* ``f^-1`` (inverse camera curve) is the **inverse sRGB EOTF** (:func:`blocks.srgb_to_linear`):
+* ``f^-1`` (inverse camera curve) is the **inverse sRGB EOTF** (:func:`colour_maths.srgb_to_linear`):
   our network input domain is sRGB code values and our output contract is "a well-exposed pixel
   equals the inverse sRGB curve of its code value" (docs/CONTRACTS.md). The paper uses a gamma
   curve (a simple power); the sRGB curve is the same idea with the standard's linear toe.
@@ -57,14 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import (
-    ConvAct,
-    SkipFuse,
-    UpsampleDeconv,
-    highlight_alpha,
-    scaled,
-    srgb_to_linear,
-)
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.blocks import ConvAct, SkipFuse, UpsampleDeconv, highlight_alpha, scaled
 from hdrlift.engine.models.registry import ModelInfo, register
 
 LOG_EPS = 1.0 / 255.0  # eps of Eq. 18 (and Eq. 19 in training)

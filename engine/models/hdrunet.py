@@ -49,12 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import (
-    SFTLayer,
-    SFTResBlock,
-    UpsampleShuffle,
-    srgb_to_linear,
-)
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.blocks import SFTLayer, SFTResBlock, UpsampleShuffle
 from hdrlift.engine.models.registry import ModelInfo, register
 
 PARAMETERS = 1_651_494  # the authors' model size

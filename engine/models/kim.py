@@ -66,7 +66,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import UpsampleDeconv, srgb_to_linear
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.blocks import UpsampleDeconv
 from hdrlift.engine.models.layers_b import (
     CondInstanceNorm2d,
     ConvGRUCell,

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import srgb_to_linear
+from hdrlift.engine.colour_maths import srgb_to_linear
 
 
 # --------------------------------------------------------------------------- masks

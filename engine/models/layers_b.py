@@ -9,30 +9,15 @@ here is specific to one paper, and everything traces/exports to ONNX opset 17:
   instance normalisation whose scale/shift ``gamma_e, beta_e`` are picked by an integer condition;
 * :class:`ConvGRUCell` — convolutional GRU (Siam et al. 2017, cited as [25] by Kim et al.);
 * :class:`DilatedResidualDenseBlock` — the DRDB of AHDRNet (Yan et al. 2019; survey seed 001 §5.2);
-* :func:`mu_law` — the mu-law range compressor (survey seed 001 §3.1, Eq. 1);
 * camera-curve helpers shared by the differentiable synthesis layer (``kim``) and the classical
   merges (``fusion``): :func:`hat_weight`, :func:`grid_indices`, :func:`gauss_jordan_solve`.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-MU = 5000.0  # mu of the mu-law (Kalantari & Ramamoorthi 2017; survey seed 001 Eq. 1)
-
-
-def mu_law(h: torch.Tensor, mu: float = MU) -> torch.Tensor:
-    """Survey seed 001 §3.1 Eq. 1: ``T = log(1 + mu H) / log(1 + mu)`` (``H`` clamped at 0)."""
-    return torch.log1p(mu * h.clamp(min=0.0)) / math.log1p(mu)
-
-
-def inverse_mu_law(t: torch.Tensor, mu: float = MU) -> torch.Tensor:
-    """Inverse of :func:`mu_law`: ``H = ((1 + mu)^T - 1) / mu``."""
-    return torch.expm1(t * math.log1p(mu)) / mu
 
 
 class Swish(nn.Module):
@@ -162,5 +147,5 @@ def gauss_jordan_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return x.squeeze(-1)
 
 
-__all__ = ["MU", "mu_law", "inverse_mu_law", "Swish", "ConvSwish", "CondInstanceNorm2d", "ConvGRUCell",
+__all__ = ["Swish", "ConvSwish", "CondInstanceNorm2d", "ConvGRUCell",
            "DilatedResidualDenseBlock", "hat_weight", "grid_indices", "gauss_jordan_solve"]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import torch
 
-from hdrlift.engine.models.blocks import srgb_to_linear
+from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.hdrcnn import HDRCNN, LOG_EPS, MULTIPLE_OF
 from hdrlift.engine.models.layers import relative_change_mask
 from hdrlift.engine.models.registry import ModelInfo, register

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import scaled, srgb_to_linear
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.blocks import scaled
 from hdrlift.engine.models.layers import SoftMaskedConv2d, soft_exposure_mask
 from hdrlift.engine.models.registry import ModelInfo, register
 

@@ -61,7 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import highlight_alpha, srgb_to_linear
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.blocks import highlight_alpha
 from hdrlift.engine.models.layers import ResNet18Trunk, UNet, apply_curve, Sobel, soft_histogram_maps
 from hdrlift.engine.models.registry import ModelInfo, register
 

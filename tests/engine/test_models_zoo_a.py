@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models import expandnet, moriwaki, santos, singlehdr
-from hdrlift.engine.models.blocks import count_params, srgb_to_linear
+from hdrlift.engine.models.blocks import count_params
 from hdrlift.engine.models.hdrcnn import HDRCNN
 from hdrlift.engine.models.layers import (
     SoftMaskedConv2d,

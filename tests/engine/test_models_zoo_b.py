@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from hdrlift.engine.colour_maths import mu_law, srgb_to_linear
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models import fusion
 from hdrlift.engine.models.kim import DifferentiableHDRSynthesis, KimHDR, synthesize_hdr
-from hdrlift.engine.models.layers_b import gauss_jordan_solve, grid_indices, hat_weight, mu_law
+from hdrlift.engine.models.layers_b import gauss_jordan_solve, grid_indices, hat_weight
 from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
 
 EVS = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
@@ -187,8 +188,6 @@ def test_kim_reduced_precision_merges_in_float32():
     """In bf16 the stack networks run in bf16, but the synthesis layer and the scaling run in
     float32: the HDR comes back in bf16, finite, and pinned to f^-1(x) on well-exposed pixels
     (in bf16 arithmetic ``z * 255`` alone is off by up to a level, and exp(ln E) overflows fp16)."""
-    from hdrlift.engine.models.blocks import srgb_to_linear
-
     torch.manual_seed(0)
     net = KimHDR().eval().to(torch.bfloat16)
     seen = []
@@ -286,7 +285,6 @@ def test_kalantari_weights_give_a_convex_combination():
         _, lin = fusion.bracket_inputs(ldr, t, 1)
     assert (hdr >= lin.amin(dim=1) - 1e-5).all() and (hdr <= lin.amax(dim=1) + 1e-5).all()
     # H_ref is exactly the inverse sRGB curve of the reference (our output convention)
-    from hdrlift.engine.models.blocks import srgb_to_linear
     assert torch.allclose(lin[:, 1], srgb_to_linear(ldr[:, 1]))
 
 
