@@ -63,7 +63,8 @@ import torch
 import torch.nn.functional as F
 
 from hdrlift.engine.colour_maths import linear_to_srgb, luminance, mu_law, srgb_to_linear
-from hdrlift.engine.models.blocks import gaussian_kernel1d, highlight_alpha
+from hdrlift.engine.models.filters import gaussian_kernel1d
+from hdrlift.engine.models.masks import highlight_alpha
 
 EILERTSEN_W = (0.213, 0.715, 0.072)  # Eq. 20-21 luminance weights
 LOG_EPS = 1.0 / 255.0
@@ -193,7 +194,7 @@ SANTOS_ALPHA = 0.96  # threshold of the input mask (Fig. 2)
 
 def santos_mask(ldr: torch.Tensor, alpha: float = SANTOS_ALPHA) -> torch.Tensor:
     """The soft input mask ``M`` (§3, Fig. 2), per channel: 1 up to ``alpha``, 0 at display white."""
-    from hdrlift.engine.models.layers import soft_exposure_mask
+    from hdrlift.engine.models.masks import soft_exposure_mask
 
     return soft_exposure_mask(ldr, alpha)
 

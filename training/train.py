@@ -274,7 +274,7 @@ def _singlehdr_deq_stage(net, ldr, hdr):
 def _singlehdr_lin_stage(net, ldr, hdr):
     """SingleHDR Linearization-Net alone on its ideal input ``I_n``: ``w_lin L_lin + w_crf L_crf``
     with Eq. 24's weights (10, 1) (the survey gives no separate ``lambda_crf``)."""
-    from hdrlift.engine.models.layers import apply_curve
+    from hdrlift.engine.models.filters import apply_curve
 
     code = _singlehdr_code(hdr)
     curve = net.linearize.curve(net.linearize.weights(code))
@@ -287,7 +287,7 @@ def _singlehdr_lin_stage(net, ldr, hdr):
 def _singlehdr_hal_stage(net, ldr, hdr, vgg=None):
     """SingleHDR Hallucination-Net alone on its ideal input ``I_c = clip(H, 0, 1)``:
     ``H_hat = I_c + alpha C(I_c)``, ``w_hal L_hal + w_p L_p + w_tv L_tv(log H_hat)`` (§7.1; Eq. 24 weights)."""
-    from hdrlift.engine.models.blocks import highlight_alpha
+    from hdrlift.engine.models.masks import highlight_alpha
 
     lin = hdr.clamp(0.0, 1.0)
     # C = ReLU(...) >= 0 as in SingleHDR.stages, written as clamp(min=0): the same values, but a

@@ -54,7 +54,7 @@ Operators
     filter of ``C`` guided by the luma of the code values (``sigma_s = 150`` px for HD content,
     ``sigma_r = 25/255``); ``L_w = L_d * E`` (the display range mapping of the paper with black
     level 0 and display white 1.0), so highlights gain up to 4x (2 stops). The bilateral filter
-    is the piecewise-linear approximation of :class:`blocks.FastBilateral` (Durand & Dorsey
+    is the piecewise-linear approximation of :class:`filters.FastBilateral` (Durand & Dorsey
     2002), not the paper's bilateral grid. Mask: ``BF(C)``.
 """
 
@@ -64,7 +64,7 @@ import torch
 from torch import nn
 
 from hdrlift.engine.colour_maths import luminance, srgb_to_linear
-from hdrlift.engine.models.blocks import FastBilateral, frame_log_mean, frame_max, frame_min
+from hdrlift.engine.models.filters import FastBilateral, frame_log_mean, frame_max, frame_min
 from hdrlift.engine.models.registry import ModelInfo, register
 
 DEFAULT_PEAK = 16.0  # output peak relative to display white (4 stops)

@@ -23,7 +23,7 @@ ExpandNet predicts a *normalised* HDR image ``O`` in ``[0, 1]`` (each training t
 min-max normalised), so its absolute scale is unknown. We map it to scene-linear Rec.709 the way
 Santos et al. 2020 (seed 003, Eq. 1) blend their prediction, and with a per-image exposure scale:
 
-1. ``M = beta(T)`` per channel (Santos Fig. 2, ``alpha = 0.96``; :func:`layers.soft_exposure_mask`);
+1. ``M = beta(T)`` per channel (Santos Fig. 2, ``alpha = 0.96``; :func:`masks.soft_exposure_mask`);
 2. scale ``s`` per image: ``log s = sum_i w_i (log f^-1(T_i) - log O_i) / (sum_i w_i + 1e-6)`` over
    every pixel and channel, with weights ``w = M * clamp((T - 0.02) / 0.08, 0, 1)`` (well exposed,
    not in the quantised blacks), i.e. ``s O`` matches the inverse sRGB curve on the well-exposed
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
-from hdrlift.engine.models.layers import soft_exposure_mask
+from hdrlift.engine.models.masks import soft_exposure_mask
 from hdrlift.engine.models.registry import ModelInfo, register
 
 GLOBAL_SIZE = 256  # the global branch sees the image resized to 256 x 256

@@ -73,9 +73,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.atomic import replacing
-from hdrlift.engine.errors import InputError, ModelError, OutputError
 from hdrlift.engine.colour_maths import MU, mu_law, srgb_to_linear
-from hdrlift.engine.models.layers_b import DilatedResidualDenseBlock, hat_weight
+from hdrlift.engine.errors import InputError, ModelError, OutputError
+from hdrlift.engine.models.camera_curve import hat_weight
+from hdrlift.engine.models.conv_blocks import DilatedResidualDenseBlock
 from hdrlift.engine.models.registry import ModelInfo, get_info, load_model, register
 
 LEVELS = 256
@@ -359,7 +360,7 @@ def _as_levels(stack, levels: int = LEVELS) -> np.ndarray:
 
 def _grid(n: int, samples: int) -> np.ndarray:
     k = np.arange(samples, dtype=np.int64)
-    return ((2 * k + 1) * n) // (2 * samples)  # same pixels as layers_b.grid_indices
+    return ((2 * k + 1) * n) // (2 * samples)  # same pixels as camera_curve.grid_indices
 
 
 def _hat(z: np.ndarray, levels: int = LEVELS) -> np.ndarray:

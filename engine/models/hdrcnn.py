@@ -58,7 +58,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
-from hdrlift.engine.models.blocks import ConvAct, SkipFuse, UpsampleDeconv, highlight_alpha, scaled
+from hdrlift.engine.models.conv_blocks import ConvAct, SkipFuse, UpsampleDeconv, scaled
+from hdrlift.engine.models.masks import highlight_alpha
 from hdrlift.engine.models.registry import ModelInfo, register
 
 LOG_EPS = 1.0 / 255.0  # eps of Eq. 18 (and Eq. 19 in training)

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
-from hdrlift.engine.models.blocks import SFTLayer, SFTResBlock, UpsampleShuffle
+from hdrlift.engine.models.conv_blocks import SFTLayer, SFTResBlock, UpsampleShuffle
 from hdrlift.engine.models.registry import ModelInfo, register
 
 PARAMETERS = 1_651_494  # the authors' model size

@@ -11,7 +11,7 @@ HDR by the parameter-free **differentiable HDR synthesis layer** (§3.1).
 
 Stop-up / stop-down network (§3.2, Fig. 3) — three U-Nets with Swish on every conv, 2 convs per
 level, max-pool down, up-sampling by a transposed conv initialised to bilinear
-(:class:`blocks.UpsampleDeconv`), skip concatenation:
+(:class:`conv_blocks.UpsampleDeconv`), skip concatenation:
 
 * **global** network, 5 levels: from the previous image to the next exposure's global tone
   (3 channels, sigmoid);
@@ -25,7 +25,7 @@ level, max-pool down, up-sampling by a transposed conv initialised to bilinear
   networks "adaptively respond [to] the number of recursions": we read it as Conv-GRUs in the
   global and local networks and none in the refinement network;
 * **conditional instance normalisation** on the decoding convs of every level, one
-  ``(gamma_e, beta_e)`` row per recursion (target EV ``e = 1..T``), :class:`layers_b.CondInstanceNorm2d`.
+  ``(gamma_e, beta_e)`` row per recursion (target EV ``e = 1..T``), :class:`conv_blocks.CondInstanceNorm2d`.
 
 Differentiable HDR synthesis layer (§3.1, :class:`DifferentiableHDRSynthesis`):
 
@@ -35,7 +35,7 @@ Differentiable HDR synthesis layer (§3.1, :class:`DifferentiableHDRSynthesis`):
   their triangle weight ``w``, as the MATLAB HDR Toolbox the authors check against does), on the
   pixels of a fixed ``samples x samples`` grid. ``ln E_i`` is eliminated in closed form (Schur
   complement) and the 256 x 256 normal equations are solved by Gauss-Jordan elimination
-  (:func:`layers_b.gauss_jordan_solve`), so the layer exports to ONNX. The solve sees detached
+  (:func:`camera_curve.gauss_jordan_solve`), so the layer exports to ONNX. The solve sees detached
   values: like the paper's, the curve is an estimate, not a learnt parameter;
 * the merge is Debevec & Malik's Eq. 6, ``ln E_i = sum_j w(Z_ij) (g^(Z_ij) - ln t_j) / sum_j w(Z_ij)``
   (Eq. 2 of Kim et al. per image), with ``g^`` the **piecewise-linear** curve through the 256
@@ -67,16 +67,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
-from hdrlift.engine.models.blocks import UpsampleDeconv
-from hdrlift.engine.models.layers_b import (
+from hdrlift.engine.models.camera_curve import gauss_jordan_solve, grid_indices, hat_weight
+from hdrlift.engine.models.conv_blocks import (
     CondInstanceNorm2d,
     ConvGRUCell,
     ConvSwish,
     Swish,
-    gauss_jordan_solve,
-    grid_indices,
-    hat_weight,
+    UpsampleDeconv,
+    encoder_features,
 )
+from hdrlift.engine.models.masks import relative_change_mask
 from hdrlift.engine.models.registry import ModelInfo, register
 
 PAPER = ("Kim, Lee, Jo, Kang 2021, End-to-End Differentiable Learning to HDR Image Synthesis for "
@@ -253,13 +253,8 @@ class KimUNet(nn.Module):
         self.out = nn.Conv2d(chans[0], cout, 1)
 
     def forward(self, x: torch.Tensor, e: int, h: torch.Tensor | None = None):
-        skips = []
-        f = x
-        for i, stage in enumerate(self.enc):
-            if i > 0:
-                f = F.max_pool2d(f, 2)
-            f = stage(f)
-            skips.append(f)
+        skips = encoder_features(self.enc, x, F.max_pool2d)
+        f = skips[-1]
         if self.gru is not None:
             h = self.gru(f, h)
             f = h
@@ -348,9 +343,7 @@ class KimHDR(nn.Module):
 
     def reconstruction_mask_from(self, x: torch.Tensor, hdr: torch.Tensor) -> torch.Tensor:
         """:meth:`reconstruction_mask` from an output already computed (used by the back ends)."""
-        lin = srgb_to_linear(x).clamp(min=0.0)
-        rel = (hdr - lin).abs() / torch.maximum(hdr, lin).clamp(min=1e-6)
-        return rel.clamp(0.0, 1.0).mean(dim=1, keepdim=True)
+        return relative_change_mask(x, hdr)
 
 
 def kim() -> KimHDR:

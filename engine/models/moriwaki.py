@@ -25,7 +25,7 @@ loss) and the discriminator (8 conv + 2 FC layers, §3.2 / §4) live in ``traini
   our contract's well-exposed value; ``log(H + eps) = y`` is the quantity the losses see.
 
 ``reconstruction_mask(x)`` is the relative change over the inverse sRGB curve (the generator may
-change any pixel; :func:`layers.relative_change_mask`). Inputs must be multiples of 32.
+change any pixel; :func:`masks.relative_change_mask`). Inputs must be multiples of 32.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch
 
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.hdrcnn import HDRCNN, LOG_EPS, MULTIPLE_OF
-from hdrlift.engine.models.layers import relative_change_mask
+from hdrlift.engine.models.masks import relative_change_mask
 from hdrlift.engine.models.registry import ModelInfo, register
 
 PAPER = ("Moriwaki et al. 2018, Hybrid loss for learning single-image-based HDR reconstruction "

@@ -25,6 +25,7 @@ import pathlib
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.errors import ModelError
@@ -122,6 +123,31 @@ def get_info(name: str) -> ModelInfo:
         raise ModelError(f"unknown model {name!r}; models with weights: {names} (see --list-models)") from None
 
 
+# --------------------------------------------------------------------------- padding
+def pad_amounts(h: int, w: int, multiple: int) -> tuple[int, int]:
+    """Rows and columns to add at the bottom/right so that ``h`` and ``w`` become multiples."""
+    return (-h) % multiple, (-w) % multiple
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Pad ``x`` (N, C, H, W) at bottom/right to a multiple of ``multiple``; returns (x, H, W).
+
+    Reflection where the image is large enough (reflect needs pad < size), replication otherwise.
+    The sizes are not turned into Python ints, so a traced graph (ONNX export) pads any ``H``,
+    ``W``.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = pad_amounts(h, w, multiple)
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, h, w
+
+
+def crop_to(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    return x[..., :h, :w]
+
+
 class LoadedModel(nn.Module):
     """A registered model with its weights, padding the input to the model's multiple."""
 
@@ -131,25 +157,18 @@ class LoadedModel(nn.Module):
         self.net = net
 
     def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        m = self.info.multiple_of
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            # reflect needs pad < size; replicate covers tiny inputs
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
-        return x, h, w
+        return pad_to_multiple(x, self.info.multiple_of)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xp, h, w = self._pad(x)
-        return self.net(xp)[..., :h, :w]
+        return crop_to(self.net(xp), h, w)
 
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
         fn = getattr(self.net, "reconstruction_mask", None)
         if fn is None:
             return torch.zeros_like(x[:, :1])
         xp, h, w = self._pad(x)
-        return fn(xp)[..., :h, :w]
+        return crop_to(fn(xp), h, w)
 
 
 def load_state(net: nn.Module, path: pathlib.Path | str, name: str) -> None:

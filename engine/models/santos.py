@@ -9,11 +9,11 @@ Following the paper equation by equation:
 
 * **Input mask** (§3, Fig. 2): ``M = beta(T)`` element-wise on the LDR code values ``T`` (per
   channel, ``M`` is ``H x W x C``), ``beta`` equal to 1 up to ``alpha = 0.96`` and falling
-  linearly to 0 at 1 (:func:`layers.soft_exposure_mask`).
+  linearly to 0 at 1 (:func:`masks.soft_exposure_mask`).
 * **Feature masking in every convolution** (§3.1, Eq. 2-4; §4 "We use the feature masking
   strategy in all the convolutional layers"): ``Z_l = X_l ⊙ M_l`` (Eq. 2),
   ``X_{l+1} = phi_l(W_l * Z_l + b_l)`` (Eq. 3) and ``M_{l+1} = |W_l| / (||W_l||_1 + eps) * M_l``
-  with ``eps = 1e-6`` (Eq. 4); ``X_1 = T``, ``M_1 = M`` (:class:`layers.SoftMaskedConv2d`).
+  with ``eps = 1e-6`` (Eq. 4); ``X_1 = T``, ``M_1 = M`` (:class:`conv_blocks.SoftMaskedConv2d`).
 * **Architecture** (§4, Fig. 6): a U-Net in the layout of Liu et al. 2018 (whose inpainting recipe
   §3.3 follows): seven stride-2 encoder convs — 7x7/64, 5x5/128, 5x5/256, then four 3x3/512 — with
   leaky ReLU (slope 0.2; the paper names the function, not the slope); a decoder that up-samples
@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
-from hdrlift.engine.models.blocks import scaled
-from hdrlift.engine.models.layers import SoftMaskedConv2d, soft_exposure_mask
+from hdrlift.engine.models.conv_blocks import SoftMaskedConv2d, scaled
+from hdrlift.engine.models.masks import soft_exposure_mask
 from hdrlift.engine.models.registry import ModelInfo, register
 
 ALPHA = 0.96  # threshold of beta (Fig. 2)

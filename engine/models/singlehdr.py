@@ -14,7 +14,7 @@ plus a refinement:
    ``g'_d = g_d - g_{d-1}``, ``g'_m = min(min_d g'_d, 0)``, ``g~'_d = g'_d - g'_m``,
    ``g~_d = sum_{i<=d} g~'_i / sum_i g~'_i`` (:func:`monotone_inverse_crf`; the shift applies to
    ``d >= 2``, so ``g~_1 = 0``: black stays black). ``I_lin = g~(I_deq)``
-   with linear interpolation between the samples (:func:`layers.apply_curve`), the same curve for
+   with linear interpolation between the samples (:func:`filters.apply_curve`), the same curve for
    the three channels. As in the original paper the trunk sees the image, its Sobel edges and
    soft histogram maps (4, 8 and 16 bins per channel) concatenated.
 3. **Hallucination-Net** (§7.1 "Hallucination"): an encoder-decoder with skip connections whose
@@ -62,8 +62,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
-from hdrlift.engine.models.blocks import highlight_alpha
-from hdrlift.engine.models.layers import ResNet18Trunk, UNet, apply_curve, Sobel, soft_histogram_maps
+from hdrlift.engine.models.conv_blocks import ResNet18Trunk, UNet
+from hdrlift.engine.models.filters import Sobel, apply_curve, soft_histogram_maps
+from hdrlift.engine.models.masks import highlight_alpha
 from hdrlift.engine.models.registry import ModelInfo, register
 
 CRF_SAMPLES = 1024  # D of Eq. 23

@@ -14,17 +14,11 @@ import torch.nn.functional as F
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models import expandnet, moriwaki, santos, singlehdr
-from hdrlift.engine.models.blocks import count_params
+from hdrlift.engine.models.conv_blocks import SoftMaskedConv2d, UNet
+from hdrlift.engine.models.filters import Sobel, apply_curve, soft_histogram_maps
 from hdrlift.engine.models.hdrcnn import HDRCNN
-from hdrlift.engine.models.layers import (
-    SoftMaskedConv2d,
-    Sobel,
-    UNet,
-    apply_curve,
-    relative_change_mask,
-    soft_exposure_mask,
-    soft_histogram_maps,
-)
+from hdrlift.engine.models.masks import relative_change_mask, soft_exposure_mask
+from hdrlift.engine.models.measure import count_params
 from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
 from hdrlift.training.discriminator import (
     MoriwakiDiscriminator,

@@ -12,8 +12,8 @@ import torch
 from hdrlift.engine.colour_maths import mu_law, srgb_to_linear
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models import fusion
+from hdrlift.engine.models.camera_curve import gauss_jordan_solve, grid_indices, hat_weight
 from hdrlift.engine.models.kim import DifferentiableHDRSynthesis, KimHDR, synthesize_hdr
-from hdrlift.engine.models.layers_b import gauss_jordan_solve, grid_indices, hat_weight
 from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
 
 EVS = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
