@@ -20,9 +20,9 @@ SHAPE = (1, 3, 1088, 1920)
 def flops_of(info, net) -> str:
     try:
         if info.kind == "fusion":
-            from hdrlift.engine.models import fusion
+            from hdrlift.engine.models import bracket_networks
 
-            call = getattr(fusion, "flops_call", None)
+            call = getattr(bracket_networks, "flops_call", None)
             if call is None:
                 return "see notes"
             return f"{count_flops(net, SHAPE, call=call) / 1e9:,.0f}"

@@ -1,5 +1,5 @@
 """Camera-curve maths shared by the differentiable HDR synthesis layer of Kim et al. 2021
-(:mod:`hdrlift.engine.models.kim`) and the classical merges (:mod:`hdrlift.engine.models.fusion`):
+(:mod:`hdrlift.engine.models.kim`) and the classical merges (:mod:`hdrlift.engine.models.bracket_merge`):
 the Debevec & Malik 1997 triangle weight :func:`hat_weight`, the sample grid :func:`grid_indices`
 and an ONNX-exportable linear solve :func:`gauss_jordan_solve`.
 """
@@ -20,7 +20,7 @@ def hat_weight(z: torch.Tensor, levels: int = 256) -> torch.Tensor:
 
 def grid_indices(size: torch.Tensor | int, samples: int, device: torch.device | str | None = None) -> torch.Tensor:
     """``samples`` pixel positions along an axis of length ``size``: ``floor((k + 0.5) size / samples)``,
-    integer arithmetic so numpy (``fusion``) and torch (also when traced for ONNX with a dynamic
+    integer arithmetic so numpy (``bracket_merge``) and torch (also when traced for ONNX with a dynamic
     ``size``) pick the very same pixels. Returns int64 ``(samples,)`` made on ``device`` (no
     host-to-device copy, so the caller can be captured in a CUDA graph)."""
     k = torch.arange(samples, dtype=torch.int64, device=device)

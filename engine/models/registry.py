@@ -42,7 +42,9 @@ _MODEL_MODULES = (
     "hdrlift.engine.models.moriwaki",
     "hdrlift.engine.models.singlehdr",
     "hdrlift.engine.models.kim",
-    "hdrlift.engine.models.fusion",
+    "hdrlift.engine.models.kalantari",
+    "hdrlift.engine.models.wu",
+    "hdrlift.engine.models.ahdrnet",
 )
 
 
