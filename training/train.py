@@ -652,7 +652,7 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
     seed_everything(cfg.seed)
     net = build_network(cfg.model)
     if cfg.init_from:
-        from hdrlift.engine.models.registry import load_state
+        from hdrlift.engine.models.loading import load_state
 
         load_state(net, cfg.init_from, cfg.model)
     net = net.to(dev)

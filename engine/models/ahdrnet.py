@@ -14,11 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdrlift.engine.models.bracket_networks import FusionModelInfo, FusionNet, bracket_inputs
+from hdrlift.engine.models.bracket_networks import FusionNet, bracket_inputs
 from hdrlift.engine.models.conv_blocks import DilatedResidualDenseBlock
-from hdrlift.engine.models.registry import register
-
-PAPER = "Yan et al. 2019, AHDRNet: attention-guided ghost-free HDR imaging (survey seed 001, §5 Eq. 12-15)"
+from hdrlift.engine.models.registry import get_info
 
 
 class AHDRNet(FusionNet):
@@ -62,8 +60,6 @@ def ahdrnet() -> AHDRNet:
     return AHDRNet()
 
 
-AHDRNET_INFO = register(FusionModelInfo(
-    name="ahdrnet", summary="AHDRNet (Yan 2019): attention modules + dilated residual dense blocks, 3 exposures",
-    paper=PAPER, kind="fusion", factory=ahdrnet, multiple_of=1, weights="ahdrnet.safetensors"))
+AHDRNET_INFO = get_info("ahdrnet")
 
-__all__ = ["AHDRNet", "ahdrnet", "PAPER", "AHDRNET_INFO"]
+__all__ = ["AHDRNet", "ahdrnet", "AHDRNET_INFO"]

@@ -21,7 +21,6 @@ whole bracket to ``multiple_of``). :func:`export_fusion_onnx` writes an ONNX fil
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 import warnings
@@ -35,7 +34,8 @@ from hdrlift.engine.colour_maths import MU, mu_law, srgb_to_linear
 from hdrlift.engine.errors import ModelError, OutputError
 from hdrlift.engine.models.bracket_merge import LEVELS
 from hdrlift.engine.models.camera_curve import hat_weight
-from hdrlift.engine.models.registry import ModelInfo, get_info, load_model
+from hdrlift.engine.models.loading import load_model
+from hdrlift.engine.models.registry import ModelInfo, get_info
 
 
 def bracket_inputs(ldr: torch.Tensor, exposure: torch.Tensor, ref: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,18 +108,6 @@ class FusionModel(nn.Module):
         return self.net.reconstruction_mask(ldr, exposure)
 
 
-@dataclasses.dataclass(frozen=True)
-class FusionModelInfo(ModelInfo):
-    """``ModelInfo`` of a multi-input fusion net: always needs weights (the base class only asks
-    ``kind == "network"`` for them)."""
-
-    images: int = 3
-
-    @property
-    def needs_weights(self) -> bool:
-        return True
-
-
 def load_fusion_model(name: str, device: str | torch.device = "cpu", weights=None) -> FusionModel:
     """Build fusion model ``name`` through the registry's load path (weights check, strict
     safetensors load, eval mode, no grad) and wrap it for brackets."""
@@ -150,4 +138,4 @@ def export_fusion_onnx(model: nn.Module, path: str | os.PathLike, images: int = 
     return out
 
 
-__all__ = ["bracket_inputs", "FusionNet", "FusionModel", "FusionModelInfo", "load_fusion_model", "export_fusion_onnx"]
+__all__ = ["bracket_inputs", "FusionNet", "FusionModel", "load_fusion_model", "export_fusion_onnx"]

@@ -65,7 +65,8 @@ from torch import nn
 
 from hdrlift.engine.colour_maths import luminance, srgb_to_linear
 from hdrlift.engine.models.filters import FastBilateral, frame_log_mean, frame_max, frame_min
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.models.catalog import CLASSICAL
+from hdrlift.engine.models.registry import get_info
 
 DEFAULT_PEAK = 16.0  # output peak relative to display white (4 stops)
 _TINY = 1e-8
@@ -185,38 +186,8 @@ class KovaleskiOliveira(ClassicalOperator):
         return lin * (1.0 + self.gain * bef), bef
 
 
-_PAPERS = {
-    "inverse-crf": "IEC 61966-2-1 (sRGB) inverse transfer function; no expansion",
-    "landis": "Landis 2002, Production-ready global illumination; formulation of Banterle et al. "
-              "2011 (Advanced HDR Imaging, ch. 7)",
-    "akyuz": "Akyüz et al. 2007, Do HDR displays support LDR content? (linear expansion, gamma 1)",
-    "huo": "Huo et al. 2014, Physiological inverse tone mapping based on retina response "
-           "(Naka–Rushton inversion, n = 0.86)",
-    "kovaleski-oliveira": "Kovaleski & Oliveira 2014, High-quality reverse tone mapping for a wide "
-                          "range of exposures (bilateral brightness enhancement)",
-}
-
-_SUMMARIES = {
-    "inverse-crf": "inverse sRGB curve only (no highlight expansion)",
-    "landis": "power-law expansion of luminance above 0.5 up to 16x display white",
-    "akyuz": "linear stretch of the frame's luminance range to 16x display white",
-    "huo": "retina-response (Naka–Rushton) inverse tone mapping with local adaptation",
-    "kovaleski-oliveira": "bilateral-filtered highlight mask boosting clipped areas up to 4x",
-}
-
-_FACTORIES = {
-    "inverse-crf": InverseCRF,
-    "landis": Landis,
-    "akyuz": Akyuz,
-    "huo": Huo,
-    "kovaleski-oliveira": KovaleskiOliveira,
-}
-
-INFOS = {
-    name: register(ModelInfo(name=name, summary=_SUMMARIES[name], paper=_PAPERS[name],
-                             kind="classical", factory=factory, multiple_of=1))
-    for name, factory in _FACTORIES.items()
-}
+# registered in catalog.py (names, summaries, papers, tiling), in this order
+INFOS = {name: get_info(name) for name, *_ in CLASSICAL}
 
 __all__ = ["ClassicalOperator", "InverseCRF", "Landis", "Akyuz", "Huo", "KovaleskiOliveira",
            "apply_luminance", "DEFAULT_PEAK", "INFOS"]

@@ -42,16 +42,12 @@ from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.masks import soft_exposure_mask
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.models.registry import get_info
 
 GLOBAL_SIZE = 256  # the global branch sees the image resized to 256 x 256
 ALPHA = 0.96  # threshold of the blend mask (Santos et al. 2020, Fig. 2)
 DARK_LO, DARK_HI = 0.02, 0.10  # code values ramping the scale weights in above the blacks
 PARAMETERS = 456_899
-
-PAPER = ("Marnerides et al. 2018, ExpandNet: a deep convolutional neural network for HDR expansion "
-         "from LDR content (CGF 37(2), §3, Fig. 2; compared in seeds 000 and 003); output mapped to "
-         "the contract with Santos et al. 2020 Eq. 1")
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1, padding: int = 1, dilation: int = 1,
@@ -110,16 +106,7 @@ def expandnet() -> ExpandNet:
     return ExpandNet()
 
 
-EXPANDNET_INFO = register(ModelInfo(
-    name="expandnet",
-    summary="ExpandNet (Marnerides 2018): local, dilated and global branches, no down-sampling",
-    paper=PAPER,
-    kind="network",
-    factory=expandnet,
-    multiple_of=1,
-    weights="expandnet.safetensors",
-    channels_last_cuda=False,  # H100: 17.4 ms NCHW vs 35.1 ms channels_last at 1080p fp32
-    cuda_bytes_per_pixel=(2317, 1542),  # H100, 4K: 18324 / 12200 MiB peak
-))
+EXPANDNET_INFO = get_info("expandnet")  # declared in catalog.py
+PAPER = EXPANDNET_INFO.paper
 
 __all__ = ["ExpandNet", "expandnet", "PARAMETERS", "EXPANDNET_INFO"]

@@ -14,11 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdrlift.engine.models.bracket_networks import FusionModelInfo, FusionNet, bracket_inputs
-from hdrlift.engine.models.registry import register
-
-PAPER = ("Kalantari & Ramamoorthi 2017, Deep HDR imaging of dynamic scenes, weight estimator "
-         "(survey seed 001, §3.1 Eq. 1-7)")
+from hdrlift.engine.models.bracket_networks import FusionNet, bracket_inputs
+from hdrlift.engine.models.registry import get_info
 
 
 class KalantariWE(FusionNet):
@@ -57,8 +54,6 @@ def kalantari() -> KalantariWE:
     return KalantariWE()
 
 
-KALANTARI_INFO = register(FusionModelInfo(
-    name="kalantari", summary="Kalantari 2017 weight estimator: CNN blending weights for a 3-exposure bracket",
-    paper=PAPER, kind="fusion", factory=kalantari, multiple_of=1, weights="kalantari.safetensors"))
+KALANTARI_INFO = get_info("kalantari")
 
-__all__ = ["KalantariWE", "kalantari", "PAPER", "KALANTARI_INFO"]
+__all__ = ["KalantariWE", "kalantari", "KALANTARI_INFO"]

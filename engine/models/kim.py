@@ -77,10 +77,8 @@ from hdrlift.engine.models.conv_blocks import (
     encoder_features,
 )
 from hdrlift.engine.models.masks import relative_change_mask
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.models.registry import get_info
 
-PAPER = ("Kim, Lee, Jo, Kang 2021, End-to-End Differentiable Learning to HDR Image Synthesis for "
-         "Multi-exposure Images (seed 002, §3.1 Eq. 1-3, §3.2 Fig. 1 & 3)")
 MULTIPLE_OF = 16  # four poolings in the 5-level U-Nets
 RECURSIONS = 3  # stop-up and stop-down steps (Table 2)
 LEVELS = 256
@@ -350,19 +348,8 @@ def kim() -> KimHDR:
     return KimHDR()
 
 
-KIM_INFO = register(ModelInfo(
-    name="kim",
-    summary="Kim 2021: recursive stop-up/stop-down exposure stack merged by a differentiable HDR synthesis layer",
-    paper=PAPER,
-    kind="network",
-    factory=kim,
-    multiple_of=MULTIPLE_OF,
-    weights="kim.safetensors",
-    # measured: fp16 stack networks move the HDR by up to 27 % of its peak (GPU-trained weights, a
-    # synthetic frame, CPU); TF32 convolutions by 5 %, strict fp32 on an H100 4e-5 (bench/check_cuda.py)
-    fp32_only="its curve solve amplifies the half-precision rounding of the generated stack",
-    cuda_bytes_per_pixel=(794, 794),  # H100, 4K fp32: 6277 MiB peak (it always runs in fp32)
-))
+KIM_INFO = get_info("kim")  # declared in catalog.py
+PAPER = KIM_INFO.paper
 
 __all__ = ["DifferentiableHDRSynthesis", "synthesize_hdr", "smoothness_matrix", "KimUNet", "StopNetwork",
            "KimHDR", "kim", "KIM_INFO", "PAPER", "MULTIPLE_OF", "RECURSIONS", "LEVELS", "SAMPLES", "SMOOTHNESS"]

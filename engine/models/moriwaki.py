@@ -35,10 +35,7 @@ import torch
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.hdrcnn import HDRCNN, LOG_EPS, MULTIPLE_OF
 from hdrlift.engine.models.masks import relative_change_mask
-from hdrlift.engine.models.registry import ModelInfo, register
-
-PAPER = ("Moriwaki et al. 2018, Hybrid loss for learning single-image-based HDR reconstruction "
-         "(seed 000, §3.1 Fig. 2, §3.2 Eq. 1-6, §4); generator = HDR-CNN (survey seed 001 §6.1 Eq. 18)")
+from hdrlift.engine.models.registry import get_info
 
 
 class MoriwakiGenerator(HDRCNN):
@@ -71,14 +68,7 @@ def moriwaki() -> MoriwakiGenerator:
     return MoriwakiGenerator(width=1.0)
 
 
-MORIWAKI_INFO = register(ModelInfo(
-    name="moriwaki",
-    summary="Hybrid-loss generator (Moriwaki 2018): HDR-CNN on linearised input, GAN + VGG trained",
-    paper=PAPER,
-    kind="network",
-    factory=moriwaki,
-    multiple_of=MULTIPLE_OF,
-    weights="moriwaki.safetensors",
-))
+MORIWAKI_INFO = get_info("moriwaki")  # declared in catalog.py
+PAPER = MORIWAKI_INFO.paper
 
-__all__ = ["MoriwakiGenerator", "moriwaki", "MORIWAKI_INFO"]
+__all__ = ["MoriwakiGenerator", "moriwaki", "MULTIPLE_OF", "MORIWAKI_INFO"]

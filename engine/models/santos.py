@@ -45,7 +45,7 @@ from torch import nn
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.conv_blocks import SoftMaskedConv2d, scaled
 from hdrlift.engine.models.masks import soft_exposure_mask
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.models.registry import get_info
 
 ALPHA = 0.96  # threshold of beta (Fig. 2)
 MASK_EPS = 1e-6  # eps of Eq. 4
@@ -54,9 +54,6 @@ LRELU_SLOPE = 0.2
 # (kernel, channels) of the seven stride-2 encoder convs (Fig. 6)
 ENCODER = ((7, 64), (5, 128), (5, 256), (3, 512), (3, 512), (3, 512), (3, 512))
 MULTIPLE_OF = 2 ** len(ENCODER)
-
-PAPER = ("Santos, Ren & Kalantari 2020, Single image HDR reconstruction using a CNN with masked "
-         "features and perceptual loss (seed 003, §3 Eq. 1 + Fig. 2, §3.1 Eq. 2-4, §4 + Fig. 6)")
 
 
 class SantosHDR(nn.Module):
@@ -149,14 +146,7 @@ def santos() -> SantosHDR:
     return SantosHDR()
 
 
-SANTOS_INFO = register(ModelInfo(
-    name="santos",
-    summary="Masked-feature U-Net (Santos 2020): soft saturation mask in every conv, fills clipped areas",
-    paper=PAPER,
-    kind="network",
-    factory=santos,
-    multiple_of=MULTIPLE_OF,
-    weights="santos.safetensors",
-))
+SANTOS_INFO = get_info("santos")  # declared in catalog.py
+PAPER = SANTOS_INFO.paper
 
 __all__ = ["SantosHDR", "santos", "ALPHA", "MULTIPLE_OF", "SANTOS_INFO"]

@@ -65,7 +65,7 @@ from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.conv_blocks import ResNet18Trunk, UNet
 from hdrlift.engine.models.filters import Sobel, apply_curve, soft_histogram_maps
 from hdrlift.engine.models.masks import highlight_alpha
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.models.registry import get_info
 
 CRF_SAMPLES = 1024  # D of Eq. 23
 PCA_WEIGHTS = 11  # K (EMoR's, used by the paper)
@@ -78,9 +78,6 @@ DEQ_WIDTHS = (16, 32, 64, 128, 128, 128)
 HAL_WIDTHS = (16, 32, 64, 128, 256, 256)
 RESNET_WIDTHS = (32, 64, 128, 256)
 MULTIPLE_OF = 2 ** (len(DEQ_WIDTHS) - 1)
-
-PAPER = ("Liu et al. 2020, Single-image HDR reconstruction by learning to reverse the camera pipeline "
-         "(survey seed 001, §7.1, Eq. 23-24)")
 
 
 def crf_basis(samples: int = CRF_SAMPLES, k: int = PCA_WEIGHTS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,15 +199,8 @@ def singlehdr() -> SingleHDR:
     return SingleHDR()
 
 
-SINGLEHDR_INFO = register(ModelInfo(
-    name="singlehdr",
-    summary="SingleHDR (Liu 2020): dequantize, learnt monotone inverse CRF, hallucinate, refine",
-    paper=PAPER,
-    kind="network",
-    factory=singlehdr,
-    multiple_of=MULTIPLE_OF,
-    weights="singlehdr.safetensors",
-))
+SINGLEHDR_INFO = get_info("singlehdr")  # declared in catalog.py
+PAPER = SINGLEHDR_INFO.paper
 
 __all__ = ["SingleHDR", "singlehdr", "LinearizationNet", "crf_basis", "monotone_inverse_crf",
            "MULTIPLE_OF", "SINGLEHDR_INFO"]

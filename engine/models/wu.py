@@ -15,12 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdrlift.engine.models.bracket_networks import FusionModelInfo, FusionNet, bracket_inputs
-from hdrlift.engine.models.registry import register
+from hdrlift.engine.models.bracket_networks import FusionNet, bracket_inputs
+from hdrlift.engine.models.registry import get_info
 
 MULTIPLE_OF = 16  # four stride-2 convs
-
-PAPER = "Wu et al. 2018, Deep HDR imaging with large foreground motions (survey seed 001, §4.1 Eq. 9-11)"
 
 
 def _conv5(cin: int, cout: int, stride: int = 1, bn: bool = True, act: str = "lrelu") -> nn.Sequential:
@@ -76,8 +74,6 @@ def wu() -> WuNet:
     return WuNet()
 
 
-WU_INFO = register(FusionModelInfo(
-    name="wu", summary="Wu 2018: per-exposure encoders, merger and decoder (U-Net) for a 3-exposure bracket",
-    paper=PAPER, kind="fusion", factory=wu, multiple_of=MULTIPLE_OF, weights="wu.safetensors"))
+WU_INFO = get_info("wu")
 
-__all__ = ["WuNet", "wu", "PAPER", "MULTIPLE_OF", "WU_INFO"]
+__all__ = ["WuNet", "wu", "MULTIPLE_OF", "WU_INFO"]

@@ -19,7 +19,7 @@ from hdrlift.engine.models.filters import Sobel, apply_curve, soft_histogram_map
 from hdrlift.engine.models.hdrcnn import HDRCNN
 from hdrlift.engine.models.masks import relative_change_mask, soft_exposure_mask
 from hdrlift.engine.models.measure import count_params
-from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
+from hdrlift.engine.models.registry import LoadedModel, available, get_info, load_model
 from hdrlift.training.discriminator import (
     MoriwakiDiscriminator,
     discriminator_loss,
@@ -428,3 +428,31 @@ def test_onnx_and_torchscript_exports(name, tmp_path):
     with torch.no_grad():
         out = ts(x[:1])
     assert rel_err(out.numpy(), ref[:1]) < 1e-4
+
+# =========================================================================== the catalogue
+def test_listing_models_imports_no_torch():
+    """``--list-models`` and ``--version`` look models up without importing torch (~1.5 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import hdrlift.engine.models as m; m.available(); m.get_info(m.DEFAULT_MODEL); "
+            "from hdrlift.engine.models import DEFAULT_MODEL, ModelInfo, available, get_info; "
+            "import hdrlift.engine.colour_maths, hdrlift.engine.models.bracket_merge; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("info", available(), ids=lambda i: i.name)
+def test_catalogue_entry_matches_its_model_file(info):
+    """Each entry's factory resolves in the paper's own file, which keeps its padding multiple
+    (``MULTIPLE_OF``, 1 where there is none) and looks its ``ModelInfo`` up rather than making one."""
+    import importlib
+
+    factory = info.factory.resolve()
+    module = importlib.import_module(factory.__module__)
+    assert info.multiple_of == getattr(module, "MULTIPLE_OF", 1)
+    assert get_info(info.name) is info
+    if info.name == "hdrunet":  # the authors' model size
+        from hdrlift.engine.models import hdrunet
+
+        assert count_params(info.factory()) == hdrunet.PARAMETERS
