@@ -7,6 +7,10 @@ docstring that follows the paper), imported when a model is built. ``multiple_of
 padding multiple that each file derives from its architecture (``MULTIPLE_OF``);
 ``tests/engine/test_models_zoo_a.py`` checks that the two agree and that every factory
 resolves.
+
+Tiling facts (``tiling``, ``tile_margin``; ``engine/tiling.py`` explains them and the measured
+margins): ``inverse-crf`` is pointwise, the other classical operators use frame statistics
+(``global``), the networks tile with a context margin.
 """
 
 from __future__ import annotations
@@ -21,17 +25,17 @@ HDRCNN_PAPER = ("Eilertsen et al. 2017, HDR image reconstruction from a single e
 
 register(ModelInfo(
     "hdrcnn", "HDR-CNN (Eilertsen 2017): VGG16 autoencoder predicting saturated highlights in log HDR",
-    HDRCNN_PAPER, "network", _M + "hdrcnn:hdrcnn", multiple_of=32, weights="hdrcnn.safetensors"))
+    HDRCNN_PAPER, "network", _M + "hdrcnn:hdrcnn", multiple_of=32, weights="hdrcnn.safetensors", tile_margin=64))
 register(ModelInfo(
     "hdrcnn-lite", "HDR-CNN at quarter width (16-128 channels), fast on CPU",
     HDRCNN_PAPER + "; width x0.25", "network", _M + "hdrcnn:hdrcnn_lite", multiple_of=32,
-    weights="hdrcnn-lite.safetensors",
+    weights="hdrcnn-lite.safetensors", tile_margin=64,
     cuda_bytes_per_pixel=(438, 319)))  # H100, 4K: 3465 / 2522 MiB peak
 register(ModelInfo(
     "hdrunet", "HDRUNet (Chen 2021): UNet with SFT condition and weighting networks, denoises too",
     "Chen et al. 2021, HDRUNet: Single image HDR reconstruction with denoising and dequantization "
     "(seed 004, §3.1 Eq. 1-2, Fig. 3, §4.1)",
-    "network", _M + "hdrunet:hdrunet", multiple_of=4, weights="hdrunet.safetensors",
+    "network", _M + "hdrunet:hdrunet", multiple_of=4, weights="hdrunet.safetensors", tile_margin=64,
     channels_last_cuda=False,  # H100: 52.5 ms NCHW vs 65.5 ms channels_last at 1080p fp32
     cuda_bytes_per_pixel=(2077, 905)))  # H100, 4K: 16431 / 7155 MiB peak
 register(ModelInfo(
@@ -85,7 +89,9 @@ CLASSICAL = (
      "(bilateral brightness enhancement)"),
 )
 for _name, _cls, _summary, _paper in CLASSICAL:
-    register(ModelInfo(_name, _summary, _paper, "classical", f"{_M}classical:{_cls}", multiple_of=1))
+    # inverse-crf is a pointwise curve; the others use frame statistics and must not be tiled
+    register(ModelInfo(_name, _summary, _paper, "classical", f"{_M}classical:{_cls}", multiple_of=1,
+                       tiling="pointwise" if _name == "inverse-crf" else "global"))
 
 # --------------------------------------------------------------------------- exposure-bracket networks (hdr-merge)
 register(FusionModelInfo(

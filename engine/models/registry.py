@@ -11,7 +11,7 @@ and the exporters treat them alike:
 * ``model.reconstruction_mask(x)`` returns ``(N, 1, H, W)`` in ``[0, 1]``: how much each pixel
   was expanded (0 = kept as the inverse camera curve).
 
-What a model *is* (name, paper, kind, padding multiple, weights file, memory facts)
+What a model *is* (name, paper, kind, padding multiple, weights file, tiling and memory facts)
 is a :class:`ModelInfo`; every shipped model's is declared in :mod:`hdrlift.engine.models.catalog`,
 with its ``factory`` given as a ``"module:function"`` reference, so listing and looking up models
 imports no torch. The network code is imported when a factory is first called, i.e. by
@@ -35,6 +35,7 @@ from hdrlift.engine.errors import ModelError
 
 DEFAULT_MODEL = "hdrcnn-lite"
 
+TILINGS = ("pointwise", "global", "network")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +76,21 @@ class ModelInfo:
     # peak CUDA memory per input pixel, bytes, as (fp32, fp16) for the torch back end, measured on an
     # H100 at 4K (docs/benchmarks.md "On an H100"); None: not measured (a cautious default is used)
     cuda_bytes_per_pixel: tuple[int, int] | None = None
+    # how frames above the pixel budget are tiled (engine/tiling.py): "pointwise" (any tiling is
+    # exact, no margin), "global" (frame statistics: never tiled) or "network" (overlapping tiles
+    # with a context margin); None: "global" for a classical operator, else "network"
+    tiling: str | None = None
+    # context pixels around each tile ("network" tiling), about the receptive-field radius that
+    # matters; None: tiling.NETWORK_MARGIN
+    tile_margin: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.factory, str):
             object.__setattr__(self, "factory", FactoryRef(self.factory))
+        if self.tiling is None:
+            object.__setattr__(self, "tiling", "global" if self.kind == "classical" else "network")
+        if self.tiling not in TILINGS:
+            raise ValueError(f"model {self.name!r}: tiling must be one of {TILINGS}, got {self.tiling!r}")
 
     @property
     def needs_weights(self) -> bool:
@@ -157,5 +169,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["DEFAULT_MODEL", "FactoryRef", "ModelInfo", "FusionModelInfo", "register",
+__all__ = ["DEFAULT_MODEL", "TILINGS", "FactoryRef", "ModelInfo", "FusionModelInfo", "register",
            "available", "get_info", *LOADING]

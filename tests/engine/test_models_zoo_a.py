@@ -452,6 +452,8 @@ def test_catalogue_entry_matches_its_model_file(info):
     module = importlib.import_module(factory.__module__)
     assert info.multiple_of == getattr(module, "MULTIPLE_OF", 1)
     assert get_info(info.name) is info
+    assert info.tiling == ("pointwise" if info.name == "inverse-crf" else "global" if info.kind == "classical"
+                           else "network")
     if info.name == "hdrunet":  # the authors' model size
         from hdrlift.engine.models import hdrunet
 
