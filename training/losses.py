@@ -1,17 +1,17 @@
-"""Training losses of the seed papers, each citing its equation.
+"""Training losses of the papers followed here, each citing its equation.
 
 Every loss takes tensors ``(N, 3, H, W)``. ``pred`` is what the network returns (linear HDR
 unless the name says log), ``target`` the linear reference in the same units, ``ldr`` the
 network input (display code values in [0, 1]) where a loss needs the saturation mask.
 
-Eilertsen et al. 2017 (survey seed 001, §6.1):
+Eilertsen et al. 2017 (as summarised in Qiu's survey, §6.1):
 
 * :func:`eilertsen_log` — Eq. 19, ``1/3N sum |alpha_i (y_hat - log(H + eps))|^2``.
 * :func:`eilertsen_ir` — Eq. 20-22, illuminance/reflectance split with a Gaussian
   (``sigma = 2``) low-pass of the log luminance (weights ``0.213, 0.715, 0.072``), ``lambda``
   weighting the illuminance term.
 
-Moriwaki et al. 2018, "Hybrid loss for learning single-image-based HDR reconstruction" (seed 000, §3.2):
+Moriwaki et al. 2018, "Hybrid loss for learning single-image-based HDR reconstruction" (§3.2):
 
 * :func:`moriwaki_weights` / :func:`moriwaki_rec` — Eq. 2-3, ``1/N sum_i w_i |log y_hat_i - log y_i|^2``
   with ``w_i = 1 + gamma max(0, 1 - min_c(x_ic) / tau)``, ``gamma = 5``, ``tau = 0.05`` (§3.2, §4).
@@ -22,7 +22,7 @@ Moriwaki et al. 2018, "Hybrid loss for learning single-image-based HDR reconstru
 * :func:`moriwaki_hybrid` — Eq. 1, ``L_Rec + alpha L_GAN + beta L_VGG``, ``alpha = 1e-3``, ``beta = 5e-4``.
 
 Santos et al. 2020, "Single image HDR reconstruction using a CNN with masked features and
-perceptual loss" (seed 003, §3.2):
+perceptual loss" (§3.2):
 
 * :func:`santos_rec` — Eq. 6, ``||(1 - M) ⊙ (Y_hat - log(H + 1))||_1`` (``M``: the soft input mask).
 * :func:`santos_composite` — Eq. 9, ``H~ = M ⊙ H + (1 - M) ⊙ Y_hat`` (linear).
@@ -30,12 +30,12 @@ perceptual loss" (seed 003, §3.2):
 * :func:`santos_vgg`, :func:`santos_style`, :func:`gram` — Eq. 8, 11, 12 on ``pool1..pool3``.
 * :func:`santos_loss` — Eq. 5 and 7: ``6 L_r + (1.0 L_v + 120 L_s)``.
 
-Chen et al. 2021, HDRUNet (seed 004, §3.3): :func:`tanh_l1` — Eq. 3, ``|tanh(Y_hat) - tanh(H)|``.
+Chen et al. 2021, HDRUNet (§3.3): :func:`tanh_l1` — Eq. 3, ``|tanh(Y_hat) - tanh(H)|``.
 
-Kalantari & Ramamoorthi 2017 and AHDRNet (Yan et al. 2019), survey seed 001 §3 Eq. 1-2 and §5.3
+Kalantari & Ramamoorthi 2017 and AHDRNet (Yan et al. 2019), Qiu's survey §3 Eq. 1-2 and §5.3
 Eq. 15: :func:`mu_law_l2`, :func:`mu_law_l1` on ``T(H) = log(1 + mu H) / log(1 + mu)``, ``mu = 5000``.
 
-Kim et al. 2021, recursive exposure stack (seed 002, §3.2):
+Kim et al. 2021, recursive exposure stack (§3.2):
 
 * :func:`kim_hist` — Eq. 4's ``L_hist`` with differentiable (linear-interpolation) counts;
   :func:`kim_global` — Eq. 4, ``lambda_1 L_1 + lambda_2 L_hist`` over the exposure stack.
@@ -43,7 +43,7 @@ Kim et al. 2021, recursive exposure stack (seed 002, §3.2):
 * :func:`kim_hdr` — Eq. 7's tone-mapped HDR term ``|log((1 + mu H_hat) / (1 + mu H))|``, ``mu = 5000``;
   :func:`kim_refine` — Eq. 6-7 without the contextual bilateral term (see its docstring).
 
-Liu et al. 2020, SingleHDR (survey seed 001, §7.1 Eq. 23-24):
+Liu et al. 2020, SingleHDR (Qiu's survey, §7.1 Eq. 23-24):
 
 * :func:`singlehdr_deq`, :func:`singlehdr_lin`, :func:`singlehdr_crf`, :func:`singlehdr_hal`,
   :func:`singlehdr_perceptual`, :func:`total_variation` — the stage losses;
@@ -116,7 +116,7 @@ def log_image(h: torch.Tensor, eps: float = LOG_EPS) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------
-# Moriwaki et al. 2018 (seed 000, §3.2)
+# Moriwaki et al. 2018 (§3.2)
 # ------------------------------------------------------------------------------------------
 
 MORIWAKI_GAMMA = 5.0  # §4 "Training": gamma of Eq. 3
@@ -183,7 +183,7 @@ def moriwaki_hybrid(y_hat: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor
 
 
 # ------------------------------------------------------------------------------------------
-# Santos et al. 2020 (seed 003, §3.2)
+# Santos et al. 2020 (§3.2)
 # ------------------------------------------------------------------------------------------
 
 SANTOS_MU = 500.0  # Eq. 10
@@ -256,7 +256,7 @@ def santos_loss(y_hat: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, vg
 
 
 # ------------------------------------------------------------------------------------------
-# HDRUNet (seed 004, §3.3); Kalantari (seed 001 §3, Eq. 1-2); AHDRNet (seed 001 §5.3, Eq. 15)
+# HDRUNet (Chen et al. 2021 §3.3); Kalantari (Qiu's survey §3, Eq. 1-2); AHDRNet (Qiu's survey §5.3, Eq. 15)
 # ------------------------------------------------------------------------------------------
 
 def tanh_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -278,7 +278,7 @@ def mu_law_l1(pred: torch.Tensor, target: torch.Tensor, mu: float = 5000.0) -> t
 
 
 # ------------------------------------------------------------------------------------------
-# Kim et al. 2021 (seed 002, §3.2, Eq. 4-7)
+# Kim et al. 2021 (§3.2, Eq. 4-7)
 # ------------------------------------------------------------------------------------------
 
 KIM_LEVELS = 256  # L of Eq. 4 (8-bit intensity levels)
@@ -390,7 +390,7 @@ def exposure_stack_target(hdr: torch.Tensor, evs) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------
-# SingleHDR, Liu et al. 2020 (survey seed 001, §7.1, Eq. 23-24)
+# SingleHDR, Liu et al. 2020 (Qiu's survey, §7.1, Eq. 23-24)
 # ------------------------------------------------------------------------------------------
 
 SINGLEHDR_WEIGHTS = {"deq": 1.0, "lin": 10.0, "crf": 1.0, "hal": 1.0, "p": 0.001, "tv": 0.1}  # Eq. 24

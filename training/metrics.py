@@ -243,7 +243,7 @@ def reinhard(hdr: np.ndarray, lbar: float, white: float, key: float = REINHARD_K
 
 
 def reinhard_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """Moriwaki Table 1 (seed 000, §4): PSNR (peak 1) and SSIM of the Reinhard-tone-mapped images.
+    """Moriwaki Table 1 (§4): PSNR (peak 1) and SSIM of the Reinhard-tone-mapped images.
     Both are tone mapped with the parameters of the *reference* (one display curve for both), so
     a difference in HDR values shows up as a difference in the display image."""
     lbar, white = reinhard_params(ref)
@@ -263,7 +263,7 @@ def expose(hdr: np.ndarray, ev: float, bits: int | None = 8) -> np.ndarray:
 
 
 def range_wise(pred: np.ndarray, ref: np.ndarray, evs=STACK_EVS, bits: int | None = 8) -> dict[str, float]:
-    """Moriwaki's range-wise protocol (seed 000, §4, Tables 2-3): re-expose reconstruction and
+    """Moriwaki's range-wise protocol (§4, Tables 2-3): re-expose reconstruction and
     reference at every EV of ``evs``, clip, sRGB-encode and quantise (8 bits), then PSNR (peak 1)
     and SSIM per EV. Keys ``stack_psnr@<ev>``, ``stack_ssim@<ev>``; ``stack_psnr`` is the PSNR of
     the MSE averaged over the EVs and ``stack_ssim`` the mean SSIM. The default EVs follow the paper's six 1-stop levels with the

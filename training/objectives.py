@@ -9,7 +9,7 @@ already gets almost right (a barely clipped sky, 65 dB) weighs as much as one wi
 sun (30 dB), and losing 3 dB on the first costs more than winning 0.2 dB on the second. A
 per-pixel loss (Eilertsen Eq. 19, or L1 on log) weighs pixels, not images, and trades the easy
 images away; ``log10(MSE_i)`` per image weighs every image by ``1 / MSE_i``, as the metric does.
-This is a choice of ours; the seeds' own losses live in :mod:`hdrlift.training.losses`.
+This is a choice of ours; the papers' own losses live in :mod:`hdrlift.training.losses`.
 """
 
 from __future__ import annotations

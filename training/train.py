@@ -24,7 +24,7 @@ is :func:`loss_names`; docs/training.md gives each one's equation):
   AHDRNet mu-law, Kim, SingleHDR joint).
 * SingleHDR's per-stage losses (:data:`TRAINER_RECIPES`): ``singlehdr_deq``, ``singlehdr_lin``,
   ``singlehdr_hal``, ``singlehdr_hal_p`` — for the staged recipe "each network alone, then joint".
-* with ``"gan": true`` (Moriwaki et al. 2018, seed 000 §4: generator and discriminator "updated
+* with ``"gan": true`` (Moriwaki et al. 2018 §4: generator and discriminator "updated
   alternatively"): ``moriwaki_hybrid`` (Eq. 1: ``L_Rec + alpha L_GAN + beta L_VGG``) or
   ``moriwaki_rec_gan`` (Eq. 1 without the VGG term); any other loss gets ``+ alpha L_GAN``.
 
@@ -99,10 +99,10 @@ class TrainConfig:
     amp_dtype: str = "float16"  # "float16" (with a gradient scaler) or "bfloat16" (float32's range, no scaler)
     init_from: str | None = None  # safetensors weights to start from (fine-tuning)
     select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics)
-    # Moriwaki et al. 2018 (seed 000, §4): alternate discriminator and generator updates
+    # Moriwaki et al. 2018 (§4): alternate discriminator and generator updates
     gan: bool = False
     d_lr: float | None = None  # discriminator learning rate; None = the generator's schedule
-    # Santos et al. 2020 (seed 003): patch sampling (§3.4, Algorithm 1) and inpainting pre-training (§3.3)
+    # Santos et al. 2020: patch sampling (§3.4, Algorithm 1) and inpainting pre-training (§3.3)
     patch_sampling: str = "random"  # "random" or "santos"
     santos_threshold: float = 0.85  # Algorithm 1 / §3.4 threshold of a textured patch
     sampling_tries: int = 8  # candidates per sample with "santos" sampling
@@ -238,14 +238,14 @@ def build_network(name: str) -> torch.nn.Module:
 #: each model's own paper loss (``"loss": "auto"``); see :func:`resolve_loss` for the
 #: VGG and GAN variants
 AUTO_LOSS = {
-    "hdrcnn": "eilertsen_log",  # survey seed 001 §6.1 Eq. 19
+    "hdrcnn": "eilertsen_log",  # Eilertsen et al. 2017, Qiu's survey §6.1 Eq. 19
     "hdrcnn-lite": "eilertsen_log",
-    "moriwaki": "moriwaki_rec",  # seed 000 Eq. 2-3 (Eq. 1 with "gan": true)
-    "santos": "santos",  # seed 003 Eq. 5-12 (santos_rec, Eq. 6, without VGG19 weights)
-    "hdrunet": "tanh_l1",  # seed 004 Eq. 3
-    "kim": "kim",  # seed 002 Eq. 4 + Eq. 7
-    "singlehdr": "singlehdr",  # survey seed 001 Eq. 24
-    "expandnet": "log_l1",  # ExpandNet's own L1 + cosine loss is not among the seeds
+    "moriwaki": "moriwaki_rec",  # Moriwaki et al. 2018 Eq. 2-3 (Eq. 1 with "gan": true)
+    "santos": "santos",  # Santos et al. 2020 Eq. 5-12 (santos_rec, Eq. 6, without VGG19 weights)
+    "hdrunet": "tanh_l1",  # Chen et al. 2021 Eq. 3
+    "kim": "kim",  # Kim et al. 2021 Eq. 4 + Eq. 7
+    "singlehdr": "singlehdr",  # Liu et al. 2020, Qiu's survey Eq. 24
+    "expandnet": "log_l1",  # ExpandNet's own L1 + cosine loss is not among the papers followed here
 }
 #: ``"auto"`` with ``"gan": true``
 AUTO_LOSS_GAN = {"moriwaki": "moriwaki_hybrid"}
@@ -266,7 +266,7 @@ def _singlehdr_code(hdr: torch.Tensor) -> torch.Tensor:
 
 
 def _singlehdr_deq_stage(net, ldr, hdr):
-    """SingleHDR Dequantization-Net alone: ``L_deq = ||I + tanh(U(I)) - I_n||^2`` (survey seed 001 §7.1)."""
+    """SingleHDR Dequantization-Net alone: ``L_deq = ||I + tanh(U(I)) - I_n||^2`` (Qiu's survey §7.1)."""
     deq = ldr + torch.tanh(net.dequantize(ldr))
     return L.singlehdr_deq(deq, _singlehdr_code(hdr))
 

@@ -14,7 +14,7 @@
   ``I(128) = 1``; levels never observed are interpolated (a ramp to 0 below the lowest). Started
   from a 2.2 gamma curve (a linear start needs hundreds of iterations); 50 iterations. Without a
   smoothness prior it is more sensitive to JPEG noise than Debevec's (see
-  docs/models_zoo_b.md).
+  docs/models_exposure_stacks.md).
 
 Both return the inverse response as a *linear* curve ``(C, levels)`` (``exp(g)`` for Debevec).
 :func:`scale_to_reference` then brings the radiance to the project's output convention (the

@@ -1,10 +1,11 @@
 """ExpandNet: "A deep convolutional neural network for high dynamic range expansion from low
 dynamic range content".
 
-Marnerides, Bashford-Rogers, Hatchett, Debattista, Computer Graphics Forum 37(2) 2018. Not one of
-the seed texts: the seeds describe it as "a three-branch architecture designed for single-step HDR
-image generation, and the branches are for global, semi-local, and local feature extraction"
-(seed 000 §2) and compare against it (seed 000 Tables 1-3, seed 003 Table 1 / Fig. 7). The layout
+Marnerides, Bashford-Rogers, Hatchett, Debattista, Computer Graphics Forum 37(2) 2018. Known here
+through the papers that compare against it: Moriwaki et al. 2018 describe it as "a three-branch
+architecture designed for single-step HDR image generation, and the branches are for global,
+semi-local, and local feature extraction" (§2) and compare against it (Tables 1-3), as do Santos et
+al. 2020 (Table 1 / Fig. 7). The layout
 below uses the published architecture facts (paper §3, Fig. 2): no up- or down-sampling outside
 the global branch, SELU activations, sigmoid output.
 
@@ -21,7 +22,7 @@ Output domain and our contract (docs/CONTRACTS.md)
 --------------------------------------------------
 ExpandNet predicts a *normalised* HDR image ``O`` in ``[0, 1]`` (each training target is
 min-max normalised), so its absolute scale is unknown. We map it to scene-linear Rec.709 the way
-Santos et al. 2020 (seed 003, Eq. 1) blend their prediction, and with a per-image exposure scale:
+Santos et al. 2020 (Eq. 1) blend their prediction, and with a per-image exposure scale:
 
 1. ``M = beta(T)`` per channel (Santos Fig. 2, ``alpha = 0.96``; :func:`masks.soft_exposure_mask`);
 2. scale ``s`` per image: ``log s = sum_i w_i (log f^-1(T_i) - log O_i) / (sum_i w_i + 1e-6)`` over

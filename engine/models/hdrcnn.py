@@ -1,8 +1,9 @@
 """HDR-CNN: "HDR image reconstruction from a single exposure using deep CNNs".
 
-Eilertsen, Kronander, Denes, Mantiuk, Unger, ACM TOG 36(6), 2017 — as summarised in the survey
-seed ``001_*.txt``, §6 ("HDR image reconstruction from a single exposure using deep CNNs"),
-Eq. 16-18 (model) and Eq. 19-22 (losses, implemented under ``training/``, not here).
+Eilertsen, Kronander, Denes, Mantiuk, Unger, ACM TOG 36(6), 2017 — as summarised in Qiu's survey
+*HDR Image Reconstruction Based on Deep Learning*, §6 ("HDR image reconstruction from a single
+exposure using deep CNNs"), Eq. 16-18 (model) and Eq. 19-22 (losses, implemented under
+``training/``, not here).
 
 Network (survey §6.1, Fig. 3 "hybrid dynamic range autoencoder"):
 

@@ -1,7 +1,7 @@
 """HDRUNet: "Single image HDR reconstruction with denoising and dequantization".
 
-Chen, Liu, Zhang, Qiao, Dong, CVPR Workshops (NTIRE) 2021 — seed ``004_*.txt``, §3 (network)
-and §4.1 (implementation details). The ``Tanh_L1`` loss of Eq. 3 belongs to ``training/``.
+Chen, Liu, Zhang, Qiao, Dong, CVPR Workshops (NTIRE) 2021, §3 (network) and §4.1 (implementation
+details). The ``Tanh_L1`` loss of Eq. 3 belongs to ``training/``.
 
 Three sub-networks all take the LDR image ``I`` (§3.1, Fig. 3):
 
@@ -22,7 +22,7 @@ Three sub-networks all take the LDR image ``I`` (§3.1, Fig. 3):
 
 The sizes (channels, kernel sizes, the 32-channel condition maps and 32-channel SFT hidden
 layer, the 2/8/2 residual blocks) follow the authors' public code, and the model has exactly
-**1,651,494** parameters, as theirs (asserted by ``tests/engine/test_models_zoo_a.py``). The
+**1,651,494** parameters, as theirs (asserted by ``tests/engine/test_models_single_image.py``). The
 module names are ours, so the authors' checkpoint needs a key mapping to load.
 
 Domains (how the paper maps to our contract, docs/CONTRACTS.md)

@@ -1,7 +1,7 @@
 """Recursive exposure stack + differentiable HDR synthesis.
 
 Kim, Lee, Jo, Kang, "End-to-End Differentiable Learning to HDR Image Synthesis for
-Multi-exposure Images", AAAI 2021 — seed ``002_*.txt``. The losses of §3.2 (Eq. 4-7: L1,
+Multi-exposure Images", AAAI 2021. The losses of §3.2 (Eq. 4-7: L1,
 histogram, edge, mu-law HDR and contextual bilateral losses) belong to ``training/``.
 
 Pipeline (§3, Fig. 1): a single LDR image ``x`` (EV 0) is turned into a multi-exposure stack by a

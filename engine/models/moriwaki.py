@@ -1,6 +1,6 @@
 """Hybrid-loss generator: "Hybrid loss for learning single-image-based HDR reconstruction".
 
-Moriwaki, Yoshihashi, Kawakami, You, Naemura, 2018 (arXiv:1812.07134) — seed ``000_*.txt``.
+Moriwaki, Yoshihashi, Kawakami, You, Naemura, 2018 (arXiv:1812.07134).
 The paper's contribution is the training: the hybrid loss (§3.2, Eq. 1-6: log-domain
 reconstruction loss with under-exposure weights, adversarial loss, VGG19 ``pool5`` perceptual
 loss) and the discriminator (8 conv + 2 FC layers, §3.2 / §4) live in ``training/``
@@ -8,7 +8,7 @@ loss) and the discriminator (8 conv + 2 FC layers, §3.2 / §4) live in ``traini
 
 * **Architecture** (§3.2, Fig. 3; §4 "Training"): "an encoder-decoder network with skip
   connections", initialised from "the weights of the trained model of HDR-CNN" — so it *is* the
-  HDR-CNN autoencoder of Eilertsen et al. 2017 (survey seed 001, §6.1, Fig. 3, Eq. 18): VGG16
+  HDR-CNN autoencoder of Eilertsen et al. 2017 (Qiu's survey §6.1, Fig. 3, Eq. 18): VGG16
   encoder, deconvolution decoder, skip fusions. We compose :class:`hdrcnn.HDRCNN` (same modules,
   same parameter names, so HDR-CNN weights load as the paper's initialisation).
 * **Linearised input** (§3.1, Fig. 2): "we estimate HDR images from raw images, which preserve

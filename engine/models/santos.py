@@ -1,7 +1,7 @@
 """Masked-feature U-Net: "Single image HDR reconstruction using a CNN with masked features and
 perceptual loss".
 
-Santos, Ren, Kalantari, ACM TOG 39(4) (SIGGRAPH) 2020 — seed ``003_*.txt``. The losses (§3.2,
+Santos, Ren, Kalantari, ACM TOG 39(4) (SIGGRAPH) 2020. The losses (§3.2,
 Eq. 5-12: log-l1 reconstruction, VGG and style losses on the mu-law image), the inpainting
 pre-training (§3.3) and the patch sampling (§3.4, Algorithm 1) belong to ``training/``.
 

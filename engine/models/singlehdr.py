@@ -1,10 +1,10 @@
 """SingleHDR: "Single-image HDR reconstruction by learning to reverse the camera pipeline".
 
-Liu, Lai, Chen, Kao, Yang, Chuang, Huang, CVPR 2020 — as summarised by survey seed ``001_*.txt``,
-§7.1 (Eq. 23-24). The losses (``L_deq``, ``L_lin + lambda_crf L_crf``, ``L_hal`` + perceptual + TV,
-the joint objective Eq. 24) belong to ``training/``. The pipeline reverses the three steps of LDR
-image formation (clipping, non-linear camera response, quantisation) with one sub-network each,
-plus a refinement:
+Liu, Lai, Chen, Kao, Yang, Chuang, Huang, CVPR 2020 — as summarised by Qiu's survey *HDR Image
+Reconstruction Based on Deep Learning*, §7.1 (Eq. 23-24). The losses (``L_deq``, ``L_lin +
+lambda_crf L_crf``, ``L_hal`` + perceptual + TV, the joint objective Eq. 24) belong to
+``training/``. The pipeline reverses the three steps of LDR image formation (clipping, non-linear
+camera response, quantisation) with one sub-network each, plus a refinement:
 
 1. **Dequantization-Net** (§7.1 "Dequantization"): a 6-level U-Net, two convs per level with leaky
    ReLU (0.1), a tanh output in ``[-1, 1]`` *added* to the input: ``I_deq = I + tanh(U(I))``.

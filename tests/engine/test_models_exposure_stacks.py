@@ -1,6 +1,6 @@
-"""Model zoo part B: Kim 2021 (recursive stack + differentiable HDR synthesis), the fusion networks
-(Kalantari, Wu, AHDRNet) and the classical Debevec-Malik / Robertson merges, checked against what
-the papers state."""
+"""Exposure stacks and brackets: Kim et al. 2021 (recursive stack + differentiable HDR synthesis), the
+exposure-bracket networks (Kalantari & Ramamoorthi 2017, Wu et al. 2018, AHDRNet by Yan et al. 2019)
+and the classical Debevec & Malik / Robertson merges, checked against what the papers state."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from hdrlift.engine.colour_maths import mu_law, srgb_to_linear
 from hdrlift.engine.errors import ModelError
+from hdrlift.engine.colour_maths import mu_law, srgb_to_linear
 from hdrlift.engine.models import bracket_merge, bracket_networks, kalantari
 from hdrlift.engine.models.camera_curve import gauss_jordan_solve, grid_indices, hat_weight
 from hdrlift.engine.models.kim import DifferentiableHDRSynthesis, KimHDR, synthesize_hdr
@@ -242,7 +242,7 @@ def test_kim_onnx_and_torchscript_parity(tmp_path):
         assert torch.allclose(ts(x1), m(x1), rtol=1e-4, atol=1e-6)
 
 
-# --------------------------------------------------------------------------- fusion networks (survey §3-5)
+# --------------------------------------------------------------------------- fusion networks (Qiu's survey §3-5)
 FUSION = ["kalantari", "wu", "ahdrnet"]
 
 

@@ -1,6 +1,7 @@
-"""Model zoo part A: Santos 2020 (masked features), ExpandNet 2018, Moriwaki 2018 (hybrid-loss
-generator + discriminator), SingleHDR (Liu 2020) — checked against what the papers state, then
-the common contract (shapes, odd sizes, batches, dtypes, ONNX / TorchScript export)."""
+"""Single-image networks: Santos et al. 2020 (masked features), ExpandNet (Marnerides et al. 2018),
+Moriwaki et al. 2018 (hybrid-loss generator + discriminator), SingleHDR (Liu et al. 2020) — checked
+against what the papers state, then the common contract (shapes, odd sizes, batches, dtypes, ONNX /
+TorchScript export); and the model catalogue every model is declared in."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.errors import ModelError
+from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models import expandnet, moriwaki, santos, singlehdr
 from hdrlift.engine.models.conv_blocks import SoftMaskedConv2d, UNet
 from hdrlift.engine.models.filters import Sobel, apply_curve, soft_histogram_maps
@@ -403,7 +404,7 @@ def test_onnx_and_torchscript_exports(name, tmp_path):
     """Through the project's exporters (padding inside the graph, dynamic N/H/W): onnxruntime and
     the traced TorchScript agree with torch at a size and batch other than the traced ones. The
     narrow variants keep the file fast; the full-width registered networks export the same graph
-    (checked by hand, see docs/models_zoo_a.md)."""
+    (checked by hand, see docs/models_single_image.md)."""
     import onnxruntime as ort
 
     from hdrlift.engine.export import export_onnx, export_torchscript
@@ -428,6 +429,7 @@ def test_onnx_and_torchscript_exports(name, tmp_path):
     with torch.no_grad():
         out = ts(x[:1])
     assert rel_err(out.numpy(), ref[:1]) < 1e-4
+
 
 # =========================================================================== the catalogue
 def test_listing_models_imports_no_torch():
