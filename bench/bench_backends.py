@@ -8,7 +8,7 @@ tiled-vs-whole-frame differences of the networks. Prints markdown tables.
 Networks above ``--heavy-gflops`` GFLOPs per 1080p frame are timed at ``--heavy-size`` and scaled
 to 1080p by the pixel ratio (their cost is linear in the pixel count); the table says so.
 Networks without shipped weights run with random initialisation (speed does not depend on the
-weights). FLOPs count convolutions only (2 x MACs, ``blocks.count_flops``); the classical
+weights). FLOPs count convolutions only (2 x MACs, ``measure.count_flops``); the classical
 operators are element-wise and bilateral work that count does not see.
 """
 
@@ -26,7 +26,7 @@ import torch
 
 from hdrlift.engine.backends import create_backend, wrap_module
 from hdrlift.engine.models import available, get_info, load_model
-from hdrlift.engine.models.blocks import count_flops
+from hdrlift.engine.models.measure import count_flops
 from hdrlift.engine.tiling import plan_tiles, run_tiled
 
 FULL = (1080, 1920)

@@ -3,7 +3,7 @@
     python bench/model_table.py > /tmp/models_table.md
 
 GFLOPs count every convolution (2 x multiply-accumulates) of one forward pass on a 1088 x 1920
-input (1080p padded to the models' multiples), via ``blocks.count_flops`` on torch's meta device;
+input (1080p padded to the models' multiples), via ``measure.count_flops`` on torch's meta device;
 fusion models are counted on a 3-exposure bracket.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from hdrlift.engine.models import available
-from hdrlift.engine.models.blocks import count_flops, count_params
+from hdrlift.engine.models.measure import count_flops, count_params
 
 SHAPE = (1, 3, 1088, 1920)
 
@@ -20,9 +20,9 @@ SHAPE = (1, 3, 1088, 1920)
 def flops_of(info, net) -> str:
     try:
         if info.kind == "fusion":
-            from hdrlift.engine.models import fusion
+            from hdrlift.engine.models import bracket_networks
 
-            call = getattr(fusion, "flops_call", None)
+            call = getattr(bracket_networks, "flops_call", None)
             if call is None:
                 return "see notes"
             return f"{count_flops(net, SHAPE, call=call) / 1e9:,.0f}"

@@ -17,7 +17,7 @@ Steps:
    by the count of ``(b1 XOR b2) AND e1 AND e2``. Translation only; the shifted-in border repeats
    the edge pixels;
 4. merge: ``debevec`` / ``robertson`` recover the camera curve from the bracket and merge
-   (:mod:`hdrlift.engine.models.fusion`), then scale per channel so that the reference's
+   (:mod:`hdrlift.engine.models.bracket_merge`), then scale per channel so that the reference's
    well-exposed pixels equal the inverse sRGB curve of their code values (the project's output
    convention, docs/CONTRACTS.md); ``kalantari`` / ``wu`` / ``ahdrnet`` run the fusion networks on
    3-image brackets (they need trained weights, ``--weights FILE``);
@@ -209,7 +209,7 @@ def merge_images(images: list[np.ndarray], times: list[float], method: str = "de
     """Merge an aligned bracket sorted by time; returns ``H x W x 3`` float32 linear Rec.709 scaled
     to the middle (reference) image. ``shifts`` (from :func:`align_stack`): the camera curve is then
     estimated only where every frame has real pixels (not the repeated borders)."""
-    from hdrlift.engine.models import fusion
+    from hdrlift.engine.models.bracket_merge import merge_classical, scale_to_reference
 
     ref = len(images) // 2
     if method in CLASSICAL:
@@ -223,13 +223,15 @@ def merge_images(images: list[np.ndarray], times: list[float], method: str = "de
             y1 = h + min([0] + [dy for _, dy in shifts])
             if x1 - x0 >= 8 and y1 - y0 >= 8:
                 curve_stack = stack[:, y0:y1, x0:x1]
-        radiance, _ = fusion.merge_classical(stack, times, method, curve_stack=curve_stack)
-        return fusion.scale_to_reference(radiance, images[ref])
+        radiance, _ = merge_classical(stack, times, method, curve_stack=curve_stack)
+        return scale_to_reference(radiance, images[ref])
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     import torch
 
-    model = fusion.load_fusion_model(method, device=device, weights=weights)
+    from hdrlift.engine.models.bracket_networks import load_fusion_model
+
+    model = load_fusion_model(method, device=device, weights=weights)
     need = getattr(model.info, "images", 3)
     if len(images) != need:
         raise InputError(f"method {method!r} merges exactly {need} images, got {len(images)}")

@@ -17,6 +17,8 @@ from fractions import Fraction
 
 import numpy as np
 
+from hdrlift.engine.colour_maths import linear_to_srgb
+
 
 def _value_noise(rng: np.random.Generator, h: int, w: int, cells: int, octaves: int = 4) -> np.ndarray:
     """Smooth fractal noise in [0, 1]: bilinear-upsampled random grids summed over octaves."""
@@ -104,9 +106,9 @@ def render_frames(scene: np.ndarray, width: int, height: int, frames: int):
 
 
 def srgb_encode(linear: np.ndarray) -> np.ndarray:
-    """The sRGB transfer function (IEC 61966-2-1), used only to make the sample clip."""
-    a = np.clip(linear, 0.0, 1.0)
-    return np.where(a <= 0.0031308, 12.92 * a, 1.055 * np.power(a, 1 / 2.4) - 0.055).astype(np.float32)
+    """The sRGB transfer function (IEC 61966-2-1) of ``linear`` clipped to [0, 1], float32: the
+    sample clip's code values."""
+    return linear_to_srgb(np.clip(linear, 0.0, 1.0)).astype(np.float32)
 
 
 def write_sample(path: str | os.PathLike, *, width: int = 640, height: int = 360, frames: int = 48,

@@ -24,14 +24,17 @@ not.
 
 Which models tile (:func:`tile_policy`)
 ---------------------------------------
+Each model says so in its registry entry (``ModelInfo.tiling`` and ``ModelInfo.tile_margin``,
+declared in :mod:`hdrlift.engine.models.catalog`):
+
 * ``pointwise`` (``inverse-crf``): any tiling, ``margin = 0``, exact;
 * ``global``: the other classical operators use frame statistics (max, min, geometric mean) and
   frame-wide bilateral filters, so a tile is not a frame: they always run whole-frame (they are
   light enough) and a frame above the budget only logs a warning;
-* ``network``: ``margin`` from :data:`DEFAULT_MARGIN` (measured receptive-field radii: HDR-CNN
-  154 px, HDRUNet 93 px; 99.9 % of the gradient mass of a randomly initialised HDRUNet lies
-  within 63 px, of HDR-CNN-lite within 14 px, which is why 64 px is the default; see
-  docs/backends.md for the measured tiled-vs-whole differences).
+* ``network``: ``margin`` from ``ModelInfo.tile_margin``, else :data:`NETWORK_MARGIN` (measured
+  receptive-field radii: HDR-CNN 154 px, HDRUNet 93 px; 99.9 % of the gradient mass of a randomly
+  initialised HDRUNet lies within 63 px, of HDR-CNN-lite within 14 px, which is why 64 px is the
+  default; see docs/backends.md for the measured tiled-vs-whole differences).
 
 Memory: besides the input frame, :func:`run_tiled` holds the output frame (hdr + mask), one strip
 (4 x tile x width floats) and one batch of tiles (``batch`` x 4 x tile^2 floats, the budget).
@@ -56,9 +59,7 @@ CUDA_MEMORY_SHARE = 0.5  # of the GPU memory free when the pipeline starts
 CUDA_FALLBACK_BYTES_PER_PIXEL = (2400, 1600)  # fp32, fp16: above every network measured so far
 DEFAULT_TILE = 1024
 DEFAULT_BLEND = 32
-DEFAULT_MARGIN = {"hdrcnn": 64, "hdrcnn-lite": 64, "hdrunet": 64}
-NETWORK_MARGIN = 64  # networks not in the table
-POINTWISE = frozenset({"inverse-crf"})
+NETWORK_MARGIN = 64  # networks whose registry entry gives no tile_margin
 
 
 def default_max_pixels(info, device: str, precision: str = "fp32", free_bytes: int | None = None) -> int:
@@ -84,18 +85,16 @@ def default_max_pixels(info, device: str, precision: str = "fp32", free_bytes: i
 
 
 def tile_policy(info) -> str:
-    """``"pointwise"``, ``"global"`` or ``"network"`` for a registry ``ModelInfo``."""
-    if info.name in POINTWISE:
-        return "pointwise"
-    if info.kind == "classical":
-        return "global"
-    return "network"
+    """``"pointwise"``, ``"global"`` or ``"network"`` for a registry ``ModelInfo`` (its ``tiling``)."""
+    return info.tiling
 
 
 def default_margin(info) -> int:
+    """Context pixels around each tile: 0 for a pointwise model, else the model's ``tile_margin``
+    (:data:`NETWORK_MARGIN` when it gives none)."""
     if tile_policy(info) == "pointwise":
         return 0
-    return int(getattr(info, "receptive_radius", None) or DEFAULT_MARGIN.get(info.name, NETWORK_MARGIN))
+    return NETWORK_MARGIN if info.tile_margin is None else int(info.tile_margin)
 
 
 def _round_up(v: int, m: int) -> int:

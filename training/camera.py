@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+from hdrlift.engine.colour_maths import linear_to_srgb, luminance, srgb_to_linear
 
 
 # ------------------------------------------------------------------------------------------
@@ -41,15 +41,13 @@ LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 # ------------------------------------------------------------------------------------------
 
 def srgb_encode(x: np.ndarray) -> np.ndarray:
-    """IEC 61966-2-1 sRGB encoding (the inverse of the sRGB EOTF)."""
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055).astype(np.float32)
+    """IEC 61966-2-1 sRGB encoding (the inverse of the sRGB EOTF) of ``x`` clipped to [0, 1], float32."""
+    return linear_to_srgb(np.clip(x, 0.0, 1.0)).astype(np.float32)
 
 
 def srgb_decode(v: np.ndarray) -> np.ndarray:
-    """sRGB EOTF: code value -> linear. Matches ``hdrlift.engine.models.blocks.srgb_to_linear``."""
-    v = np.asarray(v, np.float32)
-    return np.where(v <= 0.04045, v / 12.92, np.power((np.maximum(v, 0.0) + 0.055) / 1.055, 2.4)).astype(np.float32)
+    """sRGB EOTF: code value -> linear, in float32 (the engine's ``colour_maths.srgb_to_linear``)."""
+    return srgb_to_linear(np.asarray(v, np.float32)).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +88,6 @@ def random_curve(rng: np.random.Generator) -> ResponseCurve:
 # ------------------------------------------------------------------------------------------
 # Exposure
 # ------------------------------------------------------------------------------------------
-
-def luminance(hdr: np.ndarray) -> np.ndarray:
-    return hdr @ LUMA
-
 
 def exposure_for_clip_fraction(hdr: np.ndarray, fraction: float) -> float:
     """Scale ``s`` so that ``fraction`` of the pixels have ``max_c(s * H) >= 1``.

@@ -16,8 +16,8 @@
   batch ``i`` from a generator seeded with ``(seed, i)`` (the same stream for any worker count).
 * :class:`PatchDataset`: an endless stream of ``(ldr, hdr)`` training patches: a random
   view, median-luminance normalisation (Moriwaki §4), then the camera simulation of
-  :mod:`hdrlift.training.camera`. Options from Santos et al. 2020 (seed 003,
-  :mod:`hdrlift.training.santos_data`): ``sampling="santos"`` picks patches with textured
+  :mod:`hdrlift.training.camera`. Options from Santos et al. 2020
+  (:mod:`hdrlift.training.santos_data`): ``sampling="santos"`` picks patches with textured
   saturated regions (§3.4, Algorithm 1), ``pretrain="inpainting"`` turns each patch into an
   inpainting example (§3.3: random streaks and holes, target the clipped linear scene).
 """

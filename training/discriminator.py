@@ -1,5 +1,5 @@
 """The discriminator and adversarial losses of Moriwaki et al. 2018, "Hybrid loss for learning
-single-image-based HDR reconstruction" (seed ``000_*.txt``, §3.2 Eq. 4-5 and §4 "Training").
+single-image-based HDR reconstruction" (§3.2 Eq. 4-5 and §4 "Training").
 
 * **Architecture** (§3.2: "eight convolutional layers and two fully connected layers"; §4: "based
   on [21]", i.e. the SRGAN discriminator of Ledig et al. 2017, "trained from scratch"): 3x3 convs

@@ -1,17 +1,17 @@
-"""Training losses of the seed papers, each citing its equation.
+"""Training losses of the papers followed here, each citing its equation.
 
 Every loss takes tensors ``(N, 3, H, W)``. ``pred`` is what the network returns (linear HDR
 unless the name says log), ``target`` the linear reference in the same units, ``ldr`` the
 network input (display code values in [0, 1]) where a loss needs the saturation mask.
 
-Eilertsen et al. 2017 (survey seed 001, §6.1):
+Eilertsen et al. 2017 (as summarised in Qiu's survey, §6.1):
 
 * :func:`eilertsen_log` — Eq. 19, ``1/3N sum |alpha_i (y_hat - log(H + eps))|^2``.
 * :func:`eilertsen_ir` — Eq. 20-22, illuminance/reflectance split with a Gaussian
   (``sigma = 2``) low-pass of the log luminance (weights ``0.213, 0.715, 0.072``), ``lambda``
   weighting the illuminance term.
 
-Moriwaki et al. 2018, "Hybrid loss for learning single-image-based HDR reconstruction" (seed 000, §3.2):
+Moriwaki et al. 2018, "Hybrid loss for learning single-image-based HDR reconstruction" (§3.2):
 
 * :func:`moriwaki_weights` / :func:`moriwaki_rec` — Eq. 2-3, ``1/N sum_i w_i |log y_hat_i - log y_i|^2``
   with ``w_i = 1 + gamma max(0, 1 - min_c(x_ic) / tau)``, ``gamma = 5``, ``tau = 0.05`` (§3.2, §4).
@@ -22,7 +22,7 @@ Moriwaki et al. 2018, "Hybrid loss for learning single-image-based HDR reconstru
 * :func:`moriwaki_hybrid` — Eq. 1, ``L_Rec + alpha L_GAN + beta L_VGG``, ``alpha = 1e-3``, ``beta = 5e-4``.
 
 Santos et al. 2020, "Single image HDR reconstruction using a CNN with masked features and
-perceptual loss" (seed 003, §3.2):
+perceptual loss" (§3.2):
 
 * :func:`santos_rec` — Eq. 6, ``||(1 - M) ⊙ (Y_hat - log(H + 1))||_1`` (``M``: the soft input mask).
 * :func:`santos_composite` — Eq. 9, ``H~ = M ⊙ H + (1 - M) ⊙ Y_hat`` (linear).
@@ -30,12 +30,12 @@ perceptual loss" (seed 003, §3.2):
 * :func:`santos_vgg`, :func:`santos_style`, :func:`gram` — Eq. 8, 11, 12 on ``pool1..pool3``.
 * :func:`santos_loss` — Eq. 5 and 7: ``6 L_r + (1.0 L_v + 120 L_s)``.
 
-Chen et al. 2021, HDRUNet (seed 004, §3.3): :func:`tanh_l1` — Eq. 3, ``|tanh(Y_hat) - tanh(H)|``.
+Chen et al. 2021, HDRUNet (§3.3): :func:`tanh_l1` — Eq. 3, ``|tanh(Y_hat) - tanh(H)|``.
 
-Kalantari & Ramamoorthi 2017 and AHDRNet (Yan et al. 2019), survey seed 001 §3 Eq. 1-2 and §5.3
+Kalantari & Ramamoorthi 2017 and AHDRNet (Yan et al. 2019), Qiu's survey §3 Eq. 1-2 and §5.3
 Eq. 15: :func:`mu_law_l2`, :func:`mu_law_l1` on ``T(H) = log(1 + mu H) / log(1 + mu)``, ``mu = 5000``.
 
-Kim et al. 2021, recursive exposure stack (seed 002, §3.2):
+Kim et al. 2021, recursive exposure stack (§3.2):
 
 * :func:`kim_hist` — Eq. 4's ``L_hist`` with differentiable (linear-interpolation) counts;
   :func:`kim_global` — Eq. 4, ``lambda_1 L_1 + lambda_2 L_hist`` over the exposure stack.
@@ -43,7 +43,7 @@ Kim et al. 2021, recursive exposure stack (seed 002, §3.2):
 * :func:`kim_hdr` — Eq. 7's tone-mapped HDR term ``|log((1 + mu H_hat) / (1 + mu H))|``, ``mu = 5000``;
   :func:`kim_refine` — Eq. 6-7 without the contextual bilateral term (see its docstring).
 
-Liu et al. 2020, SingleHDR (survey seed 001, §7.1 Eq. 23-24):
+Liu et al. 2020, SingleHDR (Qiu's survey, §7.1 Eq. 23-24):
 
 * :func:`singlehdr_deq`, :func:`singlehdr_lin`, :func:`singlehdr_crf`, :func:`singlehdr_hal`,
   :func:`singlehdr_perceptual`, :func:`total_variation` — the stage losses;
@@ -57,13 +57,14 @@ the papers' objectives. Perceptual recipes load ImageNet VGG19 through
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from hdrlift.engine.models.blocks import gaussian_kernel1d, highlight_alpha, linear_to_srgb, srgb_to_linear
+from hdrlift.engine.colour_maths import linear_to_srgb, luminance, mu_law, srgb_to_linear
+from hdrlift.engine.models.filters import gaussian_kernel1d
+from hdrlift.engine.models.masks import highlight_alpha
 
 EILERTSEN_W = (0.213, 0.715, 0.072)  # Eq. 20-21 luminance weights
 LOG_EPS = 1.0 / 255.0
@@ -109,27 +110,13 @@ def eilertsen_ir(y_hat: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, l
 # shared helpers
 # ------------------------------------------------------------------------------------------
 
-LUMA = (0.2126, 0.7152, 0.0722)
-
-
-def _lum(x: torch.Tensor) -> torch.Tensor:
-    """Rec.709 luminance ``(N, 1, H, W)`` of ``(N, 3, H, W)``."""
-    return LUMA[0] * x[:, 0:1] + LUMA[1] * x[:, 1:2] + LUMA[2] * x[:, 2:3]
-
-
 def log_image(h: torch.Tensor, eps: float = LOG_EPS) -> torch.Tensor:
     """``log(max(H, 0) + eps)``: the log domain of HDR-CNN, Moriwaki and the trainer (eps = 1/255)."""
     return torch.log(h.clamp(min=0.0) + eps)
 
 
-def mu_law(h: torch.Tensor, mu: float = 5000.0) -> torch.Tensor:
-    """The mu-law range compressor ``T(H) = log(1 + mu H) / log(1 + mu)`` (survey seed 001 Eq. 1,
-    Kalantari; Santos Eq. 10 with ``mu = 500``). Negative values are clamped to 0."""
-    return torch.log1p(mu * h.clamp(min=0.0)) / math.log1p(mu)
-
-
 # ------------------------------------------------------------------------------------------
-# Moriwaki et al. 2018 (seed 000, §3.2)
+# Moriwaki et al. 2018 (§3.2)
 # ------------------------------------------------------------------------------------------
 
 MORIWAKI_GAMMA = 5.0  # §4 "Training": gamma of Eq. 3
@@ -196,7 +183,7 @@ def moriwaki_hybrid(y_hat: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor
 
 
 # ------------------------------------------------------------------------------------------
-# Santos et al. 2020 (seed 003, §3.2)
+# Santos et al. 2020 (§3.2)
 # ------------------------------------------------------------------------------------------
 
 SANTOS_MU = 500.0  # Eq. 10
@@ -207,7 +194,7 @@ SANTOS_ALPHA = 0.96  # threshold of the input mask (Fig. 2)
 
 def santos_mask(ldr: torch.Tensor, alpha: float = SANTOS_ALPHA) -> torch.Tensor:
     """The soft input mask ``M`` (§3, Fig. 2), per channel: 1 up to ``alpha``, 0 at display white."""
-    from hdrlift.engine.models.layers import soft_exposure_mask
+    from hdrlift.engine.models.masks import soft_exposure_mask
 
     return soft_exposure_mask(ldr, alpha)
 
@@ -269,7 +256,7 @@ def santos_loss(y_hat: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, vg
 
 
 # ------------------------------------------------------------------------------------------
-# HDRUNet (seed 004, §3.3); Kalantari (seed 001 §3, Eq. 1-2); AHDRNet (seed 001 §5.3, Eq. 15)
+# HDRUNet (Chen et al. 2021 §3.3); Kalantari (Qiu's survey §3, Eq. 1-2); AHDRNet (Qiu's survey §5.3, Eq. 15)
 # ------------------------------------------------------------------------------------------
 
 def tanh_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -291,7 +278,7 @@ def mu_law_l1(pred: torch.Tensor, target: torch.Tensor, mu: float = 5000.0) -> t
 
 
 # ------------------------------------------------------------------------------------------
-# Kim et al. 2021 (seed 002, §3.2, Eq. 4-7)
+# Kim et al. 2021 (§3.2, Eq. 4-7)
 # ------------------------------------------------------------------------------------------
 
 KIM_LEVELS = 256  # L of Eq. 4 (8-bit intensity levels)
@@ -340,7 +327,7 @@ def canny_edges(img: torch.Tensor, sigma: float = KIM_CANNY_SIGMA, low: float = 
     (the paper gives no thresholds; these are ours), hysteresis by repeated 3x3 dilation of the
     strong edges inside the weak ones until nothing changes.
     """
-    g = _lum(img) if img.shape[1] == 3 else img[:, :1]
+    g = luminance(img) if img.shape[1] == 3 else img[:, :1]
     g = _blur(g.float(), sigma)
     kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=g.device)
     gp = F.pad(g, (1, 1, 1, 1), mode="replicate")
@@ -380,8 +367,8 @@ def kim_edge(edge_pred: torch.Tensor, target: torch.Tensor, sigma: float = KIM_C
 
 def kim_hdr(pred: torch.Tensor, target: torch.Tensor, mu: float = KIM_MU) -> torch.Tensor:
     """Eq. 7, second term: ``1/N sum_i |log((1 + mu H_hat_i) / (1 + mu H_i))|`` on pixel luminance."""
-    a = _lum(pred.clamp(min=0.0))
-    b = _lum(target.clamp(min=0.0))
+    a = luminance(pred.clamp(min=0.0))
+    b = luminance(target.clamp(min=0.0))
     return (torch.log1p(mu * a) - torch.log1p(mu * b)).abs().mean()
 
 
@@ -403,7 +390,7 @@ def exposure_stack_target(hdr: torch.Tensor, evs) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------
-# SingleHDR, Liu et al. 2020 (survey seed 001, §7.1, Eq. 23-24)
+# SingleHDR, Liu et al. 2020 (Qiu's survey, §7.1, Eq. 23-24)
 # ------------------------------------------------------------------------------------------
 
 SINGLEHDR_WEIGHTS = {"deq": 1.0, "lin": 10.0, "crf": 1.0, "hal": 1.0, "p": 0.001, "tv": 0.1}  # Eq. 24

@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
-MU = 5000.0
+from hdrlift.engine.colour_maths import MU, linear_to_srgb, luminance, tanh_mu_law
+
 DISPLAY_WHITE_NITS = 100.0
 PU21_BANDING_GLARE = (0.353487901, 0.3734658629, 8.277049286e-05, 0.9062562627, 0.09150303166,
                       0.9099517204, 596.3148142)
@@ -48,8 +48,7 @@ def _psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
 
 
 def mu_tonemap(x: np.ndarray, norm: float, mu: float = MU) -> np.ndarray:
-    bounded = np.tanh(np.maximum(x, 0.0) / norm)
-    return np.log1p(mu * bounded) / np.log1p(mu)
+    return tanh_mu_law(x, norm, mu)
 
 
 def psnr_mu(pred: np.ndarray, ref: np.ndarray, mu: float = MU) -> float:
@@ -70,8 +69,8 @@ def pu21_encode(nits: np.ndarray) -> np.ndarray:
 
 
 def pu21_psnr(pred: np.ndarray, ref: np.ndarray, white_nits: float = DISPLAY_WHITE_NITS) -> float:
-    a = pu21_encode(np.maximum(pred, 0.0) @ LUMA * white_nits)
-    b = pu21_encode(np.maximum(ref, 0.0) @ LUMA * white_nits)
+    a = pu21_encode(luminance(np.maximum(pred, 0.0)) * white_nits)
+    b = pu21_encode(luminance(np.maximum(ref, 0.0)) * white_nits)
     peak = float(pu21_encode(np.array(PU21_L_MAX)))
     return _psnr(a, b, peak)
 
@@ -85,8 +84,8 @@ def clipped_error_stops(pred: np.ndarray, ref: np.ndarray, ldr: np.ndarray) -> f
     m = clipped_mask(ldr)
     if not m.any():
         return float("nan")
-    yp = np.maximum(pred[m] @ LUMA, 1e-6)
-    yr = np.maximum(ref[m] @ LUMA, 1e-6)
+    yp = np.maximum(luminance(pred[m]), 1e-6)
+    yr = np.maximum(luminance(ref[m]), 1e-6)
     return float(np.mean(np.abs(np.log2(yp / yr))))
 
 
@@ -137,7 +136,7 @@ def grid_artefact_stops(pred: np.ndarray, ldr: np.ndarray, period: int = GRID_PE
     m = clipped_mask(ldr)
     size = period + 1
     inside = _box_sum(m.astype(np.float64), size) >= size * size - 0.5
-    y = np.log2(np.maximum(pred @ LUMA, 1e-6).astype(np.float64))
+    y = np.log2(np.maximum(luminance(pred), 1e-6).astype(np.float64))
     rms = []
     for p in (period, period - 1, period + 1):
         hp = y - _box_sum(y, p) / (p * p)
@@ -152,8 +151,8 @@ def align_scale(pred: np.ndarray, ref: np.ndarray, ldr: np.ndarray, lo: float = 
     m = (ldr.max(axis=-1) < hi) & (ldr.min(axis=-1) > lo)
     if m.sum() < 16:
         return 1.0
-    yp = np.maximum(pred[m] @ LUMA, 1e-6)
-    yr = np.maximum(ref[m] @ LUMA, 1e-6)
+    yp = np.maximum(luminance(pred[m]), 1e-6)
+    yr = np.maximum(luminance(ref[m]), 1e-6)
     return float(np.exp(np.mean(np.log(yr) - np.log(yp))))
 
 
@@ -220,14 +219,13 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
 
 
 def _srgb_encode(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1.0 / 2.4) - 0.055)
+    return linear_to_srgb(np.clip(x, 0.0, 1.0))
 
 
 def reinhard_params(ref: np.ndarray, key: float = REINHARD_KEY, delta: float = 1e-6) -> tuple[float, float]:
     """``(log_average, white)`` of Reinhard et al. 2002's global operator from the reference:
     ``Lbar = exp(mean(log(delta + L)))`` and ``L_white = max(L_m)``, ``L_m = key L / Lbar``."""
-    lum = np.maximum(ref, 0.0) @ LUMA
+    lum = luminance(np.maximum(ref, 0.0))
     lbar = float(np.exp(np.mean(np.log(delta + lum))))
     white = float(np.max(key * lum / lbar))
     return lbar, max(white, 1e-6)
@@ -237,7 +235,7 @@ def reinhard(hdr: np.ndarray, lbar: float, white: float, key: float = REINHARD_K
     """Reinhard et al. 2002, Eq. 2 and 4: ``L_m = key L / Lbar``, ``L_d = L_m (1 + L_m / L_white^2) / (1 + L_m)``;
     colour by the ratio ``C_d = C L_d / L``, clipped to [0, 1] and sRGB-encoded (display code values)."""
     hdr = np.maximum(np.asarray(hdr, np.float64), 0.0)
-    lum = hdr @ LUMA
+    lum = luminance(hdr)
     lm = key * lum / lbar
     ld = lm * (1.0 + lm / (white * white)) / (1.0 + lm)
     ratio = np.where(lum > 1e-12, ld / np.maximum(lum, 1e-12), 0.0)
@@ -245,7 +243,7 @@ def reinhard(hdr: np.ndarray, lbar: float, white: float, key: float = REINHARD_K
 
 
 def reinhard_scores(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """Moriwaki Table 1 (seed 000, §4): PSNR (peak 1) and SSIM of the Reinhard-tone-mapped images.
+    """Moriwaki Table 1 (§4): PSNR (peak 1) and SSIM of the Reinhard-tone-mapped images.
     Both are tone mapped with the parameters of the *reference* (one display curve for both), so
     a difference in HDR values shows up as a difference in the display image."""
     lbar, white = reinhard_params(ref)
@@ -265,7 +263,7 @@ def expose(hdr: np.ndarray, ev: float, bits: int | None = 8) -> np.ndarray:
 
 
 def range_wise(pred: np.ndarray, ref: np.ndarray, evs=STACK_EVS, bits: int | None = 8) -> dict[str, float]:
-    """Moriwaki's range-wise protocol (seed 000, §4, Tables 2-3): re-expose reconstruction and
+    """Moriwaki's range-wise protocol (§4, Tables 2-3): re-expose reconstruction and
     reference at every EV of ``evs``, clip, sRGB-encode and quantise (8 bits), then PSNR (peak 1)
     and SSIM per EV. Keys ``stack_psnr@<ev>``, ``stack_ssim@<ev>``; ``stack_psnr`` is the PSNR of
     the MSE averaged over the EVs and ``stack_ssim`` the mean SSIM. The default EVs follow the paper's six 1-stop levels with the

@@ -9,20 +9,15 @@ already gets almost right (a barely clipped sky, 65 dB) weighs as much as one wi
 sun (30 dB), and losing 3 dB on the first costs more than winning 0.2 dB on the second. A
 per-pixel loss (Eilertsen Eq. 19, or L1 on log) weighs pixels, not images, and trades the easy
 images away; ``log10(MSE_i)`` per image weighs every image by ``1 / MSE_i``, as the metric does.
-This is a choice of ours; the seeds' own losses live in :mod:`hdrlift.training.losses`.
+This is a choice of ours; the papers' own losses live in :mod:`hdrlift.training.losses`.
 """
 
 from __future__ import annotations
 
 import torch
 
+from hdrlift.engine.colour_maths import luminance, tanh_mu_law
 from hdrlift.training.metrics import DISPLAY_WHITE_NITS, MU, PU21_BANDING_GLARE, PU21_L_MAX, PU21_L_MIN
-
-_LUMA = (0.2126, 0.7152, 0.0722)
-
-
-def _lum(x: torch.Tensor) -> torch.Tensor:
-    return _LUMA[0] * x[:, 0] + _LUMA[1] * x[:, 1] + _LUMA[2] * x[:, 2]
 
 
 def pu21_encode_t(nits: torch.Tensor) -> torch.Tensor:
@@ -34,7 +29,8 @@ def pu21_encode_t(nits: torch.Tensor) -> torch.Tensor:
 
 
 def mu_tonemap_t(x: torch.Tensor, norm: torch.Tensor, mu: float = MU) -> torch.Tensor:
-    return torch.log1p(mu * torch.tanh(x.clamp(min=0.0) / norm)) / torch.log1p(torch.tensor(mu))
+    """The tensor form of :func:`hdrlift.training.metrics.mu_tonemap`."""
+    return tanh_mu_law(x, norm, mu)
 
 
 def psnr_objective(pred: torch.Tensor, target: torch.Tensor, log_l1: float = 0.1,
@@ -44,8 +40,8 @@ def psnr_objective(pred: torch.Tensor, target: torch.Tensor, log_l1: float = 0.1
     norm = torch.quantile(target.reshape(n, -1), 0.99, dim=1).clamp(min=1e-6).view(n, 1, 1, 1)
     mse_mu = ((mu_tonemap_t(pred, norm) - mu_tonemap_t(target, norm)) ** 2).reshape(n, -1).mean(1)
     peak = float(pu21_encode_t(torch.tensor(PU21_L_MAX)))
-    pa = pu21_encode_t(_lum(pred.clamp(min=0.0)) * DISPLAY_WHITE_NITS)
-    pb = pu21_encode_t(_lum(target) * DISPLAY_WHITE_NITS)
+    pa = pu21_encode_t(luminance(pred.clamp(min=0.0)) * DISPLAY_WHITE_NITS)
+    pb = pu21_encode_t(luminance(target) * DISPLAY_WHITE_NITS)
     mse_pu = ((pa - pb) ** 2).reshape(n, -1).mean(1) / (peak * peak)
     eps = 1.0 / 255.0
     l1 = (torch.log(pred.clamp(min=0.0) + eps) - torch.log(target + eps)).abs().mean()

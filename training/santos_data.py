@@ -1,6 +1,6 @@
 """Training data of Santos et al. 2020, "Single image HDR reconstruction using a CNN with masked
-features and perceptual loss" (seed ``003_*.txt``): patch sampling (§3.4, Algorithm 1) and the
-masks of the inpainting pre-training (§3.3, §4 "Dataset").
+features and perceptual loss": patch sampling (§3.4, Algorithm 1) and the masks of the
+inpainting pre-training (§3.3, §4 "Dataset").
 
 Patch sampling (§3.4, Algorithm 1 ``PatchMetric(H, M)``)
 --------------------------------------------------------

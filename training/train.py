@@ -24,7 +24,7 @@ is :func:`loss_names`; docs/training.md gives each one's equation):
   AHDRNet mu-law, Kim, SingleHDR joint).
 * SingleHDR's per-stage losses (:data:`TRAINER_RECIPES`): ``singlehdr_deq``, ``singlehdr_lin``,
   ``singlehdr_hal``, ``singlehdr_hal_p`` — for the staged recipe "each network alone, then joint".
-* with ``"gan": true`` (Moriwaki et al. 2018, seed 000 §4: generator and discriminator "updated
+* with ``"gan": true`` (Moriwaki et al. 2018 §4: generator and discriminator "updated
   alternatively"): ``moriwaki_hybrid`` (Eq. 1: ``L_Rec + alpha L_GAN + beta L_VGG``) or
   ``moriwaki_rec_gan`` (Eq. 1 without the VGG term); any other loss gets ``+ alpha L_GAN``.
 
@@ -100,10 +100,10 @@ class TrainConfig:
     amp_dtype: str = "float16"  # "float16" (with a gradient scaler) or "bfloat16" (float32's range, no scaler)
     init_from: str | None = None  # safetensors weights to start from (fine-tuning)
     select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics)
-    # Moriwaki et al. 2018 (seed 000, §4): alternate discriminator and generator updates
+    # Moriwaki et al. 2018 (§4): alternate discriminator and generator updates
     gan: bool = False
     d_lr: float | None = None  # discriminator learning rate; None = the generator's schedule
-    # Santos et al. 2020 (seed 003): patch sampling (§3.4, Algorithm 1) and inpainting pre-training (§3.3)
+    # Santos et al. 2020: patch sampling (§3.4, Algorithm 1) and inpainting pre-training (§3.3)
     patch_sampling: str = "random"  # "random" or "santos"
     santos_threshold: float = 0.85  # Algorithm 1 / §3.4 threshold of a textured patch
     sampling_tries: int = 8  # candidates per sample with "santos" sampling
@@ -239,14 +239,14 @@ def build_network(name: str) -> torch.nn.Module:
 #: each model's own paper loss (``"loss": "auto"``); see :func:`resolve_loss` for the
 #: VGG and GAN variants
 AUTO_LOSS = {
-    "hdrcnn": "eilertsen_log",  # survey seed 001 §6.1 Eq. 19
+    "hdrcnn": "eilertsen_log",  # Eilertsen et al. 2017, Qiu's survey §6.1 Eq. 19
     "hdrcnn-lite": "eilertsen_log",
-    "moriwaki": "moriwaki_rec",  # seed 000 Eq. 2-3 (Eq. 1 with "gan": true)
-    "santos": "santos",  # seed 003 Eq. 5-12 (santos_rec, Eq. 6, without VGG19 weights)
-    "hdrunet": "tanh_l1",  # seed 004 Eq. 3
-    "kim": "kim",  # seed 002 Eq. 4 + Eq. 7
-    "singlehdr": "singlehdr",  # survey seed 001 Eq. 24
-    "expandnet": "log_l1",  # ExpandNet's own L1 + cosine loss is not among the seeds
+    "moriwaki": "moriwaki_rec",  # Moriwaki et al. 2018 Eq. 2-3 (Eq. 1 with "gan": true)
+    "santos": "santos",  # Santos et al. 2020 Eq. 5-12 (santos_rec, Eq. 6, without VGG19 weights)
+    "hdrunet": "tanh_l1",  # Chen et al. 2021 Eq. 3
+    "kim": "kim",  # Kim et al. 2021 Eq. 4 + Eq. 7
+    "singlehdr": "singlehdr",  # Liu et al. 2020, Qiu's survey Eq. 24
+    "expandnet": "log_l1",  # ExpandNet's own L1 + cosine loss is not among the papers followed here
 }
 #: ``"auto"`` with ``"gan": true``
 AUTO_LOSS_GAN = {"moriwaki": "moriwaki_hybrid"}
@@ -261,13 +261,13 @@ BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "psnr")
 
 def _singlehdr_code(hdr: torch.Tensor) -> torch.Tensor:
     """The un-quantised LDR ``I_n`` of the sRGB camera: ``srgb(clip(H, 0, 1))``."""
-    from hdrlift.engine.models.blocks import linear_to_srgb
+    from hdrlift.engine.colour_maths import linear_to_srgb
 
     return linear_to_srgb(hdr.clamp(0.0, 1.0))
 
 
 def _singlehdr_deq_stage(net, ldr, hdr):
-    """SingleHDR Dequantization-Net alone: ``L_deq = ||I + tanh(U(I)) - I_n||^2`` (survey seed 001 §7.1)."""
+    """SingleHDR Dequantization-Net alone: ``L_deq = ||I + tanh(U(I)) - I_n||^2`` (Qiu's survey §7.1)."""
     deq = ldr + torch.tanh(net.dequantize(ldr))
     return L.singlehdr_deq(deq, _singlehdr_code(hdr))
 
@@ -275,7 +275,7 @@ def _singlehdr_deq_stage(net, ldr, hdr):
 def _singlehdr_lin_stage(net, ldr, hdr):
     """SingleHDR Linearization-Net alone on its ideal input ``I_n``: ``w_lin L_lin + w_crf L_crf``
     with Eq. 24's weights (10, 1) (the survey gives no separate ``lambda_crf``)."""
-    from hdrlift.engine.models.layers import apply_curve
+    from hdrlift.engine.models.filters import apply_curve
 
     code = _singlehdr_code(hdr)
     curve = net.linearize.curve(net.linearize.weights(code))
@@ -288,7 +288,7 @@ def _singlehdr_lin_stage(net, ldr, hdr):
 def _singlehdr_hal_stage(net, ldr, hdr, vgg=None):
     """SingleHDR Hallucination-Net alone on its ideal input ``I_c = clip(H, 0, 1)``:
     ``H_hat = I_c + alpha C(I_c)``, ``w_hal L_hal + w_p L_p + w_tv L_tv(log H_hat)`` (§7.1; Eq. 24 weights)."""
-    from hdrlift.engine.models.blocks import highlight_alpha
+    from hdrlift.engine.models.masks import highlight_alpha
 
     lin = hdr.clamp(0.0, 1.0)
     # C = ReLU(...) >= 0 as in SingleHDR.stages, written as clamp(min=0): the same values, but a
@@ -653,7 +653,7 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
     seed_everything(cfg.seed)
     net = build_network(cfg.model)
     if cfg.init_from:
-        from hdrlift.engine.models.registry import load_state
+        from hdrlift.engine.models.loading import load_state
 
         load_state(net, cfg.init_from, cfg.model)
     net = net.to(dev)

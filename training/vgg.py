@@ -1,8 +1,8 @@
-"""VGG19 feature extractor for the perceptual losses of the seed papers.
+"""VGG19 feature extractor for the perceptual losses of the papers followed here.
 
-Used by Moriwaki et al. 2018 (seed 000, §3.2 Eq. 6: ``pool5`` of VGG19 on log images), Santos et
-al. 2020 (seed 003, §3.2 Eq. 8 and 11-12: ``pool1``, ``pool2``, ``pool3`` on mu-law images) and
-SingleHDR (survey seed 001, §7.1: the perceptual term ``L_p`` of the hallucination loss).
+Used by Moriwaki et al. 2018 (§3.2 Eq. 6: ``pool5`` of VGG19 on log images), Santos et
+al. 2020 (§3.2 Eq. 8 and 11-12: ``pool1``, ``pool2``, ``pool3`` on mu-law images) and
+SingleHDR (Qiu's survey, §7.1: the perceptual term ``L_p`` of the hallucination loss).
 
 Layer layout (Simonyan & Zisserman 2015, configuration "E"): five blocks of 3x3 convolutions
 (padding 1, each followed by a ReLU) with 64, 64 | 128, 128 | 256 x 4 | 512 x 4 | 512 x 4

@@ -7,12 +7,12 @@ per image of the batch.
 
 Conventions shared by all of them
 ---------------------------------
-* The input is first linearised with the inverse sRGB curve (:func:`blocks.srgb_to_linear`),
+* The input is first linearised with the inverse sRGB curve (:func:`colour_maths.srgb_to_linear`),
   i.e. the operators see ``L_d`` in ``[0, 1]`` with display white = 1.0 (docs/CONTRACTS.md).
 * The papers state their output peak in cd/m^2 for a given HDR display; here the peak is a
   ratio to display white (``peak = 16`` = 4 stops over display white by default). Multiply by
   the display-white luminance (e.g. 100 cd/m^2) to get the papers' absolute units.
-* Luminance is Rec.709 (:func:`blocks.luminance`); the operators change luminance and scale RGB
+* Luminance is Rec.709 (:func:`colour_maths.luminance`); the operators change luminance and scale RGB
   by the same ratio ``L_w / L_d``, which keeps chromaticity.
 * These operators use frame statistics; the pipeline must not tile them (a tile's max is not
   the frame's).
@@ -54,7 +54,7 @@ Operators
     filter of ``C`` guided by the luma of the code values (``sigma_s = 150`` px for HD content,
     ``sigma_r = 25/255``); ``L_w = L_d * E`` (the display range mapping of the paper with black
     level 0 and display white 1.0), so highlights gain up to 4x (2 stops). The bilateral filter
-    is the piecewise-linear approximation of :class:`blocks.FastBilateral` (Durand & Dorsey
+    is the piecewise-linear approximation of :class:`filters.FastBilateral` (Durand & Dorsey
     2002), not the paper's bilateral grid. Mask: ``BF(C)``.
 """
 
@@ -63,15 +63,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hdrlift.engine.models.blocks import (
-    FastBilateral,
-    frame_log_mean,
-    frame_max,
-    frame_min,
-    luminance,
-    srgb_to_linear,
-)
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.colour_maths import luminance, srgb_to_linear
+from hdrlift.engine.models.filters import FastBilateral, frame_log_mean, frame_max, frame_min
+from hdrlift.engine.models.catalog import CLASSICAL
+from hdrlift.engine.models.registry import get_info
 
 DEFAULT_PEAK = 16.0  # output peak relative to display white (4 stops)
 _TINY = 1e-8
@@ -191,38 +186,8 @@ class KovaleskiOliveira(ClassicalOperator):
         return lin * (1.0 + self.gain * bef), bef
 
 
-_PAPERS = {
-    "inverse-crf": "IEC 61966-2-1 (sRGB) inverse transfer function; no expansion",
-    "landis": "Landis 2002, Production-ready global illumination; formulation of Banterle et al. "
-              "2011 (Advanced HDR Imaging, ch. 7)",
-    "akyuz": "Akyüz et al. 2007, Do HDR displays support LDR content? (linear expansion, gamma 1)",
-    "huo": "Huo et al. 2014, Physiological inverse tone mapping based on retina response "
-           "(Naka–Rushton inversion, n = 0.86)",
-    "kovaleski-oliveira": "Kovaleski & Oliveira 2014, High-quality reverse tone mapping for a wide "
-                          "range of exposures (bilateral brightness enhancement)",
-}
-
-_SUMMARIES = {
-    "inverse-crf": "inverse sRGB curve only (no highlight expansion)",
-    "landis": "power-law expansion of luminance above 0.5 up to 16x display white",
-    "akyuz": "linear stretch of the frame's luminance range to 16x display white",
-    "huo": "retina-response (Naka–Rushton) inverse tone mapping with local adaptation",
-    "kovaleski-oliveira": "bilateral-filtered highlight mask boosting clipped areas up to 4x",
-}
-
-_FACTORIES = {
-    "inverse-crf": InverseCRF,
-    "landis": Landis,
-    "akyuz": Akyuz,
-    "huo": Huo,
-    "kovaleski-oliveira": KovaleskiOliveira,
-}
-
-INFOS = {
-    name: register(ModelInfo(name=name, summary=_SUMMARIES[name], paper=_PAPERS[name],
-                             kind="classical", factory=factory, multiple_of=1))
-    for name, factory in _FACTORIES.items()
-}
+# registered in catalog.py (names, summaries, papers, tiling), in this order
+INFOS = {name: get_info(name) for name, *_ in CLASSICAL}
 
 __all__ = ["ClassicalOperator", "InverseCRF", "Landis", "Akyuz", "Huo", "KovaleskiOliveira",
            "apply_luminance", "DEFAULT_PEAK", "INFOS"]

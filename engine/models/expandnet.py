@@ -1,10 +1,11 @@
 """ExpandNet: "A deep convolutional neural network for high dynamic range expansion from low
 dynamic range content".
 
-Marnerides, Bashford-Rogers, Hatchett, Debattista, Computer Graphics Forum 37(2) 2018. Not one of
-the seed texts: the seeds describe it as "a three-branch architecture designed for single-step HDR
-image generation, and the branches are for global, semi-local, and local feature extraction"
-(seed 000 §2) and compare against it (seed 000 Tables 1-3, seed 003 Table 1 / Fig. 7). The layout
+Marnerides, Bashford-Rogers, Hatchett, Debattista, Computer Graphics Forum 37(2) 2018. Known here
+through the papers that compare against it: Moriwaki et al. 2018 describe it as "a three-branch
+architecture designed for single-step HDR image generation, and the branches are for global,
+semi-local, and local feature extraction" (§2) and compare against it (Tables 1-3), as do Santos et
+al. 2020 (Table 1 / Fig. 7). The layout
 below uses the published architecture facts (paper §3, Fig. 2): no up- or down-sampling outside
 the global branch, SELU activations, sigmoid output.
 
@@ -21,9 +22,9 @@ Output domain and our contract (docs/CONTRACTS.md)
 --------------------------------------------------
 ExpandNet predicts a *normalised* HDR image ``O`` in ``[0, 1]`` (each training target is
 min-max normalised), so its absolute scale is unknown. We map it to scene-linear Rec.709 the way
-Santos et al. 2020 (seed 003, Eq. 1) blend their prediction, and with a per-image exposure scale:
+Santos et al. 2020 (Eq. 1) blend their prediction, and with a per-image exposure scale:
 
-1. ``M = beta(T)`` per channel (Santos Fig. 2, ``alpha = 0.96``; :func:`layers.soft_exposure_mask`);
+1. ``M = beta(T)`` per channel (Santos Fig. 2, ``alpha = 0.96``; :func:`masks.soft_exposure_mask`);
 2. scale ``s`` per image: ``log s = sum_i w_i (log f^-1(T_i) - log O_i) / (sum_i w_i + 1e-6)`` over
    every pixel and channel, with weights ``w = M * clamp((T - 0.02) / 0.08, 0, 1)`` (well exposed,
    not in the quantised blacks), i.e. ``s O`` matches the inverse sRGB curve on the well-exposed
@@ -40,18 +41,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import srgb_to_linear
-from hdrlift.engine.models.layers import soft_exposure_mask
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.masks import soft_exposure_mask
+from hdrlift.engine.models.registry import get_info
 
 GLOBAL_SIZE = 256  # the global branch sees the image resized to 256 x 256
 ALPHA = 0.96  # threshold of the blend mask (Santos et al. 2020, Fig. 2)
 DARK_LO, DARK_HI = 0.02, 0.10  # code values ramping the scale weights in above the blacks
 PARAMETERS = 456_899
-
-PAPER = ("Marnerides et al. 2018, ExpandNet: a deep convolutional neural network for HDR expansion "
-         "from LDR content (CGF 37(2), §3, Fig. 2; compared in seeds 000 and 003); output mapped to "
-         "the contract with Santos et al. 2020 Eq. 1")
 
 
 def _conv(cin: int, cout: int, k: int = 3, stride: int = 1, padding: int = 1, dilation: int = 1,
@@ -110,16 +107,7 @@ def expandnet() -> ExpandNet:
     return ExpandNet()
 
 
-EXPANDNET_INFO = register(ModelInfo(
-    name="expandnet",
-    summary="ExpandNet (Marnerides 2018): local, dilated and global branches, no down-sampling",
-    paper=PAPER,
-    kind="network",
-    factory=expandnet,
-    multiple_of=1,
-    weights="expandnet.safetensors",
-    channels_last_cuda=False,  # H100: 17.4 ms NCHW vs 35.1 ms channels_last at 1080p fp32
-    cuda_bytes_per_pixel=(2317, 1542),  # H100, 4K: 18324 / 12200 MiB peak
-))
+EXPANDNET_INFO = get_info("expandnet")  # declared in catalog.py
+PAPER = EXPANDNET_INFO.paper
 
 __all__ = ["ExpandNet", "expandnet", "PARAMETERS", "EXPANDNET_INFO"]

@@ -1,8 +1,9 @@
 """HDR-CNN: "HDR image reconstruction from a single exposure using deep CNNs".
 
-Eilertsen, Kronander, Denes, Mantiuk, Unger, ACM TOG 36(6), 2017 — as summarised in the survey
-seed ``001_*.txt``, §6 ("HDR image reconstruction from a single exposure using deep CNNs"),
-Eq. 16-18 (model) and Eq. 19-22 (losses, implemented under ``training/``, not here).
+Eilertsen, Kronander, Denes, Mantiuk, Unger, ACM TOG 36(6), 2017 — as summarised in Qiu's survey
+*HDR Image Reconstruction Based on Deep Learning*, §6 ("HDR image reconstruction from a single
+exposure using deep CNNs"), Eq. 16-18 (model) and Eq. 19-22 (losses, implemented under
+``training/``, not here).
 
 Network (survey §6.1, Fig. 3 "hybrid dynamic range autoencoder"):
 
@@ -26,7 +27,7 @@ Network (survey §6.1, Fig. 3 "hybrid dynamic range autoencoder"):
 
 Choices of ours, documented here because the survey leaves them open:
 
-* ``f^-1`` (inverse camera curve) is the **inverse sRGB EOTF** (:func:`blocks.srgb_to_linear`):
+* ``f^-1`` (inverse camera curve) is the **inverse sRGB EOTF** (:func:`colour_maths.srgb_to_linear`):
   our network input domain is sRGB code values and our output contract is "a well-exposed pixel
   equals the inverse sRGB curve of its code value" (docs/CONTRACTS.md). The paper uses a gamma
   curve (a simple power); the sRGB curve is the same idea with the standard's linear toe.
@@ -57,15 +58,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import (
-    ConvAct,
-    SkipFuse,
-    UpsampleDeconv,
-    highlight_alpha,
-    scaled,
-    srgb_to_linear,
-)
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.conv_blocks import ConvAct, SkipFuse, UpsampleDeconv, scaled
+from hdrlift.engine.models.masks import highlight_alpha
+from hdrlift.engine.models.registry import get_info
 
 LOG_EPS = 1.0 / 255.0  # eps of Eq. 18 (and Eq. 19 in training)
 Y_MAX = 10.0  # clamp of the log prediction before exp: exp(10) ~ 22026 x display white
@@ -75,9 +71,6 @@ MULTIPLE_OF = 32  # 2**5 poolings
 # VGG16 conv layout: (channels, convs) per stage, then a latent conv at 1/32.
 VGG16_STAGES = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 LATENT_CHANNELS = 512
-
-PAPER = ("Eilertsen et al. 2017, HDR image reconstruction from a single exposure using deep CNNs "
-         "(survey seed 001, §6.1, Eq. 16-18, Fig. 3)")
 
 
 def log_domain(h: torch.Tensor, eps: float = LOG_EPS) -> torch.Tensor:
@@ -190,26 +183,9 @@ def hdrcnn_lite(tau: float = DEFAULT_TAU) -> HDRCNN:
     return HDRCNN(width=0.25, tau=tau)
 
 
-HDRCNN_INFO = register(ModelInfo(
-    name="hdrcnn",
-    summary="HDR-CNN (Eilertsen 2017): VGG16 autoencoder predicting saturated highlights in log HDR",
-    paper=PAPER,
-    kind="network",
-    factory=hdrcnn,
-    multiple_of=MULTIPLE_OF,
-    weights="hdrcnn.safetensors",
-))
-
-HDRCNN_LITE_INFO = register(ModelInfo(
-    name="hdrcnn-lite",
-    summary="HDR-CNN at quarter width (16-128 channels), fast on CPU",
-    paper=PAPER + "; width x0.25",
-    kind="network",
-    factory=hdrcnn_lite,
-    multiple_of=MULTIPLE_OF,
-    weights="hdrcnn-lite.safetensors",
-    cuda_bytes_per_pixel=(438, 319),  # H100, 4K: 3465 / 2522 MiB peak
-))
+HDRCNN_INFO = get_info("hdrcnn")  # declared in catalog.py, with hdrcnn-lite
+HDRCNN_LITE_INFO = get_info("hdrcnn-lite")
+PAPER = HDRCNN_INFO.paper
 
 __all__ = ["HDRCNN", "hdrcnn", "hdrcnn_lite", "log_domain", "LOG_EPS", "Y_MAX", "DEFAULT_TAU",
            "MULTIPLE_OF", "HDRCNN_INFO", "HDRCNN_LITE_INFO"]

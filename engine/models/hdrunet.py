@@ -1,7 +1,7 @@
 """HDRUNet: "Single image HDR reconstruction with denoising and dequantization".
 
-Chen, Liu, Zhang, Qiao, Dong, CVPR Workshops (NTIRE) 2021 — seed ``004_*.txt``, §3 (network)
-and §4.1 (implementation details). The ``Tanh_L1`` loss of Eq. 3 belongs to ``training/``.
+Chen, Liu, Zhang, Qiao, Dong, CVPR Workshops (NTIRE) 2021, §3 (network) and §4.1 (implementation
+details). The ``Tanh_L1`` loss of Eq. 3 belongs to ``training/``.
 
 Three sub-networks all take the LDR image ``I`` (§3.1, Fig. 3):
 
@@ -22,7 +22,7 @@ Three sub-networks all take the LDR image ``I`` (§3.1, Fig. 3):
 
 The sizes (channels, kernel sizes, the 32-channel condition maps and 32-channel SFT hidden
 layer, the 2/8/2 residual blocks) follow the authors' public code, and the model has exactly
-**1,651,494** parameters, as theirs (asserted by ``tests/engine/test_models.py``). The
+**1,651,494** parameters, as theirs (asserted by ``tests/engine/test_models_single_image.py``). The
 module names are ours, so the authors' checkpoint needs a key mapping to load.
 
 Domains (how the paper maps to our contract, docs/CONTRACTS.md)
@@ -49,20 +49,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import (
-    SFTLayer,
-    SFTResBlock,
-    UpsampleShuffle,
-    srgb_to_linear,
-)
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.conv_blocks import SFTLayer, SFTResBlock, UpsampleShuffle
+from hdrlift.engine.models.registry import get_info
 
 PARAMETERS = 1_651_494  # the authors' model size
 MULTIPLE_OF = 4  # two stride-2 down-samplings
 OUTPUT_TRANSFERS = ("srgb", "gamma2.24")
-
-PAPER = ("Chen et al. 2021, HDRUNet: Single image HDR reconstruction with denoising and "
-         "dequantization (seed 004, §3.1 Eq. 1-2, Fig. 3, §4.1)")
 
 
 class HDRUNet(nn.Module):
@@ -168,16 +161,7 @@ def hdrunet() -> HDRUNet:
     return HDRUNet()
 
 
-HDRUNET_INFO = register(ModelInfo(
-    name="hdrunet",
-    summary="HDRUNet (Chen 2021): UNet with SFT condition and weighting networks, denoises too",
-    paper=PAPER,
-    kind="network",
-    factory=hdrunet,
-    multiple_of=MULTIPLE_OF,
-    weights="hdrunet.safetensors",
-    channels_last_cuda=False,  # H100: 52.5 ms NCHW vs 65.5 ms channels_last at 1080p fp32
-    cuda_bytes_per_pixel=(2077, 905),  # H100, 4K: 16431 / 7155 MiB peak
-))
+HDRUNET_INFO = get_info("hdrunet")  # declared in catalog.py
+PAPER = HDRUNET_INFO.paper
 
 __all__ = ["HDRUNet", "hdrunet", "PARAMETERS", "MULTIPLE_OF", "HDRUNET_INFO"]

@@ -1,7 +1,7 @@
 """Recursive exposure stack + differentiable HDR synthesis.
 
 Kim, Lee, Jo, Kang, "End-to-End Differentiable Learning to HDR Image Synthesis for
-Multi-exposure Images", AAAI 2021 — seed ``002_*.txt``. The losses of §3.2 (Eq. 4-7: L1,
+Multi-exposure Images", AAAI 2021. The losses of §3.2 (Eq. 4-7: L1,
 histogram, edge, mu-law HDR and contextual bilateral losses) belong to ``training/``.
 
 Pipeline (§3, Fig. 1): a single LDR image ``x`` (EV 0) is turned into a multi-exposure stack by a
@@ -11,7 +11,7 @@ HDR by the parameter-free **differentiable HDR synthesis layer** (§3.1).
 
 Stop-up / stop-down network (§3.2, Fig. 3) — three U-Nets with Swish on every conv, 2 convs per
 level, max-pool down, up-sampling by a transposed conv initialised to bilinear
-(:class:`blocks.UpsampleDeconv`), skip concatenation:
+(:class:`conv_blocks.UpsampleDeconv`), skip concatenation:
 
 * **global** network, 5 levels: from the previous image to the next exposure's global tone
   (3 channels, sigmoid);
@@ -25,7 +25,7 @@ level, max-pool down, up-sampling by a transposed conv initialised to bilinear
   networks "adaptively respond [to] the number of recursions": we read it as Conv-GRUs in the
   global and local networks and none in the refinement network;
 * **conditional instance normalisation** on the decoding convs of every level, one
-  ``(gamma_e, beta_e)`` row per recursion (target EV ``e = 1..T``), :class:`layers_b.CondInstanceNorm2d`.
+  ``(gamma_e, beta_e)`` row per recursion (target EV ``e = 1..T``), :class:`conv_blocks.CondInstanceNorm2d`.
 
 Differentiable HDR synthesis layer (§3.1, :class:`DifferentiableHDRSynthesis`):
 
@@ -35,7 +35,7 @@ Differentiable HDR synthesis layer (§3.1, :class:`DifferentiableHDRSynthesis`):
   their triangle weight ``w``, as the MATLAB HDR Toolbox the authors check against does), on the
   pixels of a fixed ``samples x samples`` grid. ``ln E_i`` is eliminated in closed form (Schur
   complement) and the 256 x 256 normal equations are solved by Gauss-Jordan elimination
-  (:func:`layers_b.gauss_jordan_solve`), so the layer exports to ONNX. The solve sees detached
+  (:func:`camera_curve.gauss_jordan_solve`), so the layer exports to ONNX. The solve sees detached
   values: like the paper's, the curve is an estimate, not a learnt parameter;
 * the merge is Debevec & Malik's Eq. 6, ``ln E_i = sum_j w(Z_ij) (g^(Z_ij) - ln t_j) / sum_j w(Z_ij)``
   (Eq. 2 of Kim et al. per image), with ``g^`` the **piecewise-linear** curve through the 256
@@ -66,20 +66,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import UpsampleDeconv, srgb_to_linear
-from hdrlift.engine.models.layers_b import (
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.camera_curve import gauss_jordan_solve, grid_indices, hat_weight
+from hdrlift.engine.models.conv_blocks import (
     CondInstanceNorm2d,
     ConvGRUCell,
     ConvSwish,
     Swish,
-    gauss_jordan_solve,
-    grid_indices,
-    hat_weight,
+    UpsampleDeconv,
+    encoder_features,
 )
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.models.masks import relative_change_mask
+from hdrlift.engine.models.registry import get_info
 
-PAPER = ("Kim, Lee, Jo, Kang 2021, End-to-End Differentiable Learning to HDR Image Synthesis for "
-         "Multi-exposure Images (seed 002, §3.1 Eq. 1-3, §3.2 Fig. 1 & 3)")
 MULTIPLE_OF = 16  # four poolings in the 5-level U-Nets
 RECURSIONS = 3  # stop-up and stop-down steps (Table 2)
 LEVELS = 256
@@ -252,13 +251,8 @@ class KimUNet(nn.Module):
         self.out = nn.Conv2d(chans[0], cout, 1)
 
     def forward(self, x: torch.Tensor, e: int, h: torch.Tensor | None = None):
-        skips = []
-        f = x
-        for i, stage in enumerate(self.enc):
-            if i > 0:
-                f = F.max_pool2d(f, 2)
-            f = stage(f)
-            skips.append(f)
+        skips = encoder_features(self.enc, x, F.max_pool2d)
+        f = skips[-1]
         if self.gru is not None:
             h = self.gru(f, h)
             f = h
@@ -347,28 +341,15 @@ class KimHDR(nn.Module):
 
     def reconstruction_mask_from(self, x: torch.Tensor, hdr: torch.Tensor) -> torch.Tensor:
         """:meth:`reconstruction_mask` from an output already computed (used by the back ends)."""
-        lin = srgb_to_linear(x).clamp(min=0.0)
-        rel = (hdr - lin).abs() / torch.maximum(hdr, lin).clamp(min=1e-6)
-        return rel.clamp(0.0, 1.0).mean(dim=1, keepdim=True)
+        return relative_change_mask(x, hdr)
 
 
 def kim() -> KimHDR:
     return KimHDR()
 
 
-KIM_INFO = register(ModelInfo(
-    name="kim",
-    summary="Kim 2021: recursive stop-up/stop-down exposure stack merged by a differentiable HDR synthesis layer",
-    paper=PAPER,
-    kind="network",
-    factory=kim,
-    multiple_of=MULTIPLE_OF,
-    weights="kim.safetensors",
-    # measured: fp16 stack networks move the HDR by up to 27 % of its peak (GPU-trained weights, a
-    # synthetic frame, CPU); TF32 convolutions by 5 %, strict fp32 on an H100 4e-5 (bench/check_cuda.py)
-    fp32_only="its curve solve amplifies the half-precision rounding of the generated stack",
-    cuda_bytes_per_pixel=(794, 794),  # H100, 4K fp32: 6277 MiB peak (it always runs in fp32)
-))
+KIM_INFO = get_info("kim")  # declared in catalog.py
+PAPER = KIM_INFO.paper
 
 __all__ = ["DifferentiableHDRSynthesis", "synthesize_hdr", "smoothness_matrix", "KimUNet", "StopNetwork",
            "KimHDR", "kim", "KIM_INFO", "PAPER", "MULTIPLE_OF", "RECURSIONS", "LEVELS", "SAMPLES", "SMOOTHNESS"]

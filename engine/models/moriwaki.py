@@ -1,6 +1,6 @@
 """Hybrid-loss generator: "Hybrid loss for learning single-image-based HDR reconstruction".
 
-Moriwaki, Yoshihashi, Kawakami, You, Naemura, 2018 (arXiv:1812.07134) — seed ``000_*.txt``.
+Moriwaki, Yoshihashi, Kawakami, You, Naemura, 2018 (arXiv:1812.07134).
 The paper's contribution is the training: the hybrid loss (§3.2, Eq. 1-6: log-domain
 reconstruction loss with under-exposure weights, adversarial loss, VGG19 ``pool5`` perceptual
 loss) and the discriminator (8 conv + 2 FC layers, §3.2 / §4) live in ``training/``
@@ -8,7 +8,7 @@ loss) and the discriminator (8 conv + 2 FC layers, §3.2 / §4) live in ``traini
 
 * **Architecture** (§3.2, Fig. 3; §4 "Training"): "an encoder-decoder network with skip
   connections", initialised from "the weights of the trained model of HDR-CNN" — so it *is* the
-  HDR-CNN autoencoder of Eilertsen et al. 2017 (survey seed 001, §6.1, Fig. 3, Eq. 18): VGG16
+  HDR-CNN autoencoder of Eilertsen et al. 2017 (Qiu's survey §6.1, Fig. 3, Eq. 18): VGG16
   encoder, deconvolution decoder, skip fusions. We compose :class:`hdrcnn.HDRCNN` (same modules,
   same parameter names, so HDR-CNN weights load as the paper's initialisation).
 * **Linearised input** (§3.1, Fig. 2): "we estimate HDR images from raw images, which preserve
@@ -25,20 +25,17 @@ loss) and the discriminator (8 conv + 2 FC layers, §3.2 / §4) live in ``traini
   our contract's well-exposed value; ``log(H + eps) = y`` is the quantity the losses see.
 
 ``reconstruction_mask(x)`` is the relative change over the inverse sRGB curve (the generator may
-change any pixel; :func:`layers.relative_change_mask`). Inputs must be multiples of 32.
+change any pixel; :func:`masks.relative_change_mask`). Inputs must be multiples of 32.
 """
 
 from __future__ import annotations
 
 import torch
 
-from hdrlift.engine.models.blocks import srgb_to_linear
+from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.hdrcnn import HDRCNN, LOG_EPS, MULTIPLE_OF
-from hdrlift.engine.models.layers import relative_change_mask
-from hdrlift.engine.models.registry import ModelInfo, register
-
-PAPER = ("Moriwaki et al. 2018, Hybrid loss for learning single-image-based HDR reconstruction "
-         "(seed 000, §3.1 Fig. 2, §3.2 Eq. 1-6, §4); generator = HDR-CNN (survey seed 001 §6.1 Eq. 18)")
+from hdrlift.engine.models.masks import relative_change_mask
+from hdrlift.engine.models.registry import get_info
 
 
 class MoriwakiGenerator(HDRCNN):
@@ -71,14 +68,7 @@ def moriwaki() -> MoriwakiGenerator:
     return MoriwakiGenerator(width=1.0)
 
 
-MORIWAKI_INFO = register(ModelInfo(
-    name="moriwaki",
-    summary="Hybrid-loss generator (Moriwaki 2018): HDR-CNN on linearised input, GAN + VGG trained",
-    paper=PAPER,
-    kind="network",
-    factory=moriwaki,
-    multiple_of=MULTIPLE_OF,
-    weights="moriwaki.safetensors",
-))
+MORIWAKI_INFO = get_info("moriwaki")  # declared in catalog.py
+PAPER = MORIWAKI_INFO.paper
 
-__all__ = ["MoriwakiGenerator", "moriwaki", "MORIWAKI_INFO"]
+__all__ = ["MoriwakiGenerator", "moriwaki", "MULTIPLE_OF", "MORIWAKI_INFO"]

@@ -11,9 +11,16 @@ and the exporters treat them alike:
 * ``model.reconstruction_mask(x)`` returns ``(N, 1, H, W)`` in ``[0, 1]``: how much each pixel
   was expanded (0 = kept as the inverse camera curve).
 
-A model module registers a :class:`ModelInfo` at import time with :func:`register`. Networks
-whose ``weights`` file is not shipped are listed but refused by :func:`load_model` with a
-clear message, so users never run an untrained network by accident.
+What a model *is* (name, paper, kind, padding multiple, weights file, tiling and memory facts)
+is a :class:`ModelInfo`; every shipped model's is declared in :mod:`hdrlift.engine.models.catalog`,
+with its ``factory`` given as a ``"module:function"`` reference, so listing and looking up models
+imports no torch. The network code is imported when a factory is first called, i.e. by
+:func:`hdrlift.engine.models.loading.load_model`. Networks whose ``weights`` file is not shipped
+are listed but refused by ``load_model`` with a clear message, so users never run an untrained
+network by accident.
+
+``LoadedModel``, ``load_model`` and ``load_state`` (torch) live in
+:mod:`hdrlift.engine.models.loading` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -22,27 +29,32 @@ import dataclasses
 import importlib
 import importlib.resources
 import pathlib
-from typing import Callable
-
-import torch
-from torch import nn
+from typing import Any, Callable
 
 from hdrlift.engine.errors import ModelError
 
 DEFAULT_MODEL = "hdrcnn-lite"
 
-# Modules that register models when imported. Kept explicit so import order is stable.
-_MODEL_MODULES = (
-    "hdrlift.engine.models.classical",
-    "hdrlift.engine.models.hdrcnn",
-    "hdrlift.engine.models.hdrunet",
-    "hdrlift.engine.models.santos",
-    "hdrlift.engine.models.expandnet",
-    "hdrlift.engine.models.moriwaki",
-    "hdrlift.engine.models.singlehdr",
-    "hdrlift.engine.models.kim",
-    "hdrlift.engine.models.fusion",
-)
+TILINGS = ("pointwise", "global", "network")
+
+
+@dataclasses.dataclass(frozen=True)
+class FactoryRef:
+    """A model factory named by ``"package.module:function"``, imported on the first call."""
+
+    target: str
+
+    def __post_init__(self) -> None:
+        module, sep, attr = self.target.partition(":")
+        if not (module and sep and attr):
+            raise ValueError(f"a factory reference is 'package.module:function', got {self.target!r}")
+
+    def resolve(self) -> Callable[..., Any]:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +63,8 @@ class ModelInfo:
     summary: str
     paper: str  # citation, with section/equation
     kind: str  # "network" (single image), "classical" (no weights) or "fusion" (exposure brackets: hdr-merge)
-    factory: Callable[[], nn.Module]
+    # builds the torch module: a callable, or a "package.module:function" reference (a FactoryRef)
+    factory: Callable[[], Any] | str
     multiple_of: int = 1  # H and W are padded up to a multiple of this, then cropped back
     weights: str | None = None  # safetensors file name under engine/models/weights/
     version: str = "1"
@@ -63,6 +76,21 @@ class ModelInfo:
     # peak CUDA memory per input pixel, bytes, as (fp32, fp16) for the torch back end, measured on an
     # H100 at 4K (docs/benchmarks.md "On an H100"); None: not measured (a cautious default is used)
     cuda_bytes_per_pixel: tuple[int, int] | None = None
+    # how frames above the pixel budget are tiled (engine/tiling.py): "pointwise" (any tiling is
+    # exact, no margin), "global" (frame statistics: never tiled) or "network" (overlapping tiles
+    # with a context margin); None: "global" for a classical operator, else "network"
+    tiling: str | None = None
+    # context pixels around each tile ("network" tiling), about the receptive-field radius that
+    # matters; None: tiling.NETWORK_MARGIN
+    tile_margin: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.factory, str):
+            object.__setattr__(self, "factory", FactoryRef(self.factory))
+        if self.tiling is None:
+            object.__setattr__(self, "tiling", "global" if self.kind == "classical" else "network")
+        if self.tiling not in TILINGS:
+            raise ValueError(f"model {self.name!r}: tiling must be one of {TILINGS}, got {self.tiling!r}")
 
     @property
     def needs_weights(self) -> bool:
@@ -83,8 +111,20 @@ class ModelInfo:
         return not self.needs_weights or self.has_weights
 
 
+@dataclasses.dataclass(frozen=True)
+class FusionModelInfo(ModelInfo):
+    """``ModelInfo`` of a multi-input fusion net (``kind="fusion"``, run by ``hdr-merge`` on an
+    exposure bracket of ``images`` pictures): always needs weights."""
+
+    images: int = 3
+
+    @property
+    def needs_weights(self) -> bool:
+        return True
+
+
 _REGISTRY: dict[str, ModelInfo] = {}
-_loaded_modules = False
+_loaded_catalog = False
 
 
 def register(info: ModelInfo) -> ModelInfo:
@@ -95,16 +135,10 @@ def register(info: ModelInfo) -> ModelInfo:
 
 
 def _ensure_loaded() -> None:
-    global _loaded_modules
-    if _loaded_modules:
-        return
-    for mod in _MODEL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a model file not written yet must not break the rest
-            if exc.name != mod:
-                raise
-    _loaded_modules = True
+    global _loaded_catalog
+    if not _loaded_catalog:
+        importlib.import_module("hdrlift.engine.models.catalog")  # registers every shipped model
+        _loaded_catalog = True
 
 
 def available() -> list[ModelInfo]:
@@ -122,74 +156,18 @@ def get_info(name: str) -> ModelInfo:
         raise ModelError(f"unknown model {name!r}; models with weights: {names} (see --list-models)") from None
 
 
-class LoadedModel(nn.Module):
-    """A registered model with its weights, padding the input to the model's multiple."""
-
-    def __init__(self, info: ModelInfo, net: nn.Module):
-        super().__init__()
-        self.info = info
-        self.net = net
-
-    def _pad(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        m = self.info.multiple_of
-        h, w = x.shape[-2:]
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            # reflect needs pad < size; replicate covers tiny inputs
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = torch.nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
-        return x, h, w
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xp, h, w = self._pad(x)
-        return self.net(xp)[..., :h, :w]
-
-    def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
-        fn = getattr(self.net, "reconstruction_mask", None)
-        if fn is None:
-            return torch.zeros_like(x[:, :1])
-        xp, h, w = self._pad(x)
-        return fn(xp)[..., :h, :w]
+LOADING = ("LoadedModel", "load_model", "load_state")  # in .loading, with torch
 
 
-def load_state(net: nn.Module, path: pathlib.Path | str, name: str) -> None:
-    """Load safetensors weights into ``net`` strictly (never pickle)."""
-    from safetensors.torch import load_file
+def __getattr__(name: str):
+    """``LoadedModel``, ``load_model`` and ``load_state`` from :mod:`.loading`, imported (with
+    torch) on first use."""
+    if name in LOADING:
+        from hdrlift.engine.models import loading
 
-    path = pathlib.Path(path)
-    if path.suffix != ".safetensors":
-        raise ModelError(f"weights must be a .safetensors file, got {path.name!r} (pickles are never loaded)")
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise ModelError(f"weights file not found: {path}") from None
-    except Exception as exc:  # corrupt header, truncated file
-        raise ModelError(f"cannot read weights {path}: {exc}") from None
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"weights {path.name} do not match model {name!r}: {first}") from None
+        return getattr(loading, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_model(name: str, device: str | torch.device = "cpu", weights: str | pathlib.Path | None = None) -> LoadedModel:
-    """Build model ``name``, load its weights (shipped, or ``weights`` given by the user), eval mode."""
-    info = get_info(name)
-    net = info.factory()
-    if info.needs_weights:
-        path = pathlib.Path(weights) if weights else info.weights_path()
-        if path is None or not path.is_file():
-            if weights:
-                raise ModelError(f"weights file not found: {weights}")
-            ready = ", ".join(i.name for i in available() if i.runnable)
-            raise ModelError(
-                f"model {name!r} has no trained weights shipped yet; train it with hdrlift-train "
-                f"and pass --weights FILE, or pick one of: {ready}"
-            )
-        load_state(net, path, name)
-    elif weights:
-        raise ModelError(f"model {name!r} is a classical operator and takes no weights")
-    model = LoadedModel(info, net).to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+__all__ = ["DEFAULT_MODEL", "TILINGS", "FactoryRef", "ModelInfo", "FusionModelInfo", "register",
+           "available", "get_info", *LOADING]

@@ -1,7 +1,7 @@
 """Masked-feature U-Net: "Single image HDR reconstruction using a CNN with masked features and
 perceptual loss".
 
-Santos, Ren, Kalantari, ACM TOG 39(4) (SIGGRAPH) 2020 — seed ``003_*.txt``. The losses (§3.2,
+Santos, Ren, Kalantari, ACM TOG 39(4) (SIGGRAPH) 2020. The losses (§3.2,
 Eq. 5-12: log-l1 reconstruction, VGG and style losses on the mu-law image), the inpainting
 pre-training (§3.3) and the patch sampling (§3.4, Algorithm 1) belong to ``training/``.
 
@@ -9,11 +9,11 @@ Following the paper equation by equation:
 
 * **Input mask** (§3, Fig. 2): ``M = beta(T)`` element-wise on the LDR code values ``T`` (per
   channel, ``M`` is ``H x W x C``), ``beta`` equal to 1 up to ``alpha = 0.96`` and falling
-  linearly to 0 at 1 (:func:`layers.soft_exposure_mask`).
+  linearly to 0 at 1 (:func:`masks.soft_exposure_mask`).
 * **Feature masking in every convolution** (§3.1, Eq. 2-4; §4 "We use the feature masking
   strategy in all the convolutional layers"): ``Z_l = X_l ⊙ M_l`` (Eq. 2),
   ``X_{l+1} = phi_l(W_l * Z_l + b_l)`` (Eq. 3) and ``M_{l+1} = |W_l| / (||W_l||_1 + eps) * M_l``
-  with ``eps = 1e-6`` (Eq. 4); ``X_1 = T``, ``M_1 = M`` (:class:`layers.SoftMaskedConv2d`).
+  with ``eps = 1e-6`` (Eq. 4); ``X_1 = T``, ``M_1 = M`` (:class:`conv_blocks.SoftMaskedConv2d`).
 * **Architecture** (§4, Fig. 6): a U-Net in the layout of Liu et al. 2018 (whose inpainting recipe
   §3.3 follows): seven stride-2 encoder convs — 7x7/64, 5x5/128, 5x5/256, then four 3x3/512 — with
   leaky ReLU (slope 0.2; the paper names the function, not the slope); a decoder that up-samples
@@ -42,9 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import scaled, srgb_to_linear
-from hdrlift.engine.models.layers import SoftMaskedConv2d, soft_exposure_mask
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.conv_blocks import SoftMaskedConv2d, scaled
+from hdrlift.engine.models.masks import soft_exposure_mask
+from hdrlift.engine.models.registry import get_info
 
 ALPHA = 0.96  # threshold of beta (Fig. 2)
 MASK_EPS = 1e-6  # eps of Eq. 4
@@ -53,9 +54,6 @@ LRELU_SLOPE = 0.2
 # (kernel, channels) of the seven stride-2 encoder convs (Fig. 6)
 ENCODER = ((7, 64), (5, 128), (5, 256), (3, 512), (3, 512), (3, 512), (3, 512))
 MULTIPLE_OF = 2 ** len(ENCODER)
-
-PAPER = ("Santos, Ren & Kalantari 2020, Single image HDR reconstruction using a CNN with masked "
-         "features and perceptual loss (seed 003, §3 Eq. 1 + Fig. 2, §3.1 Eq. 2-4, §4 + Fig. 6)")
 
 
 class SantosHDR(nn.Module):
@@ -148,14 +146,7 @@ def santos() -> SantosHDR:
     return SantosHDR()
 
 
-SANTOS_INFO = register(ModelInfo(
-    name="santos",
-    summary="Masked-feature U-Net (Santos 2020): soft saturation mask in every conv, fills clipped areas",
-    paper=PAPER,
-    kind="network",
-    factory=santos,
-    multiple_of=MULTIPLE_OF,
-    weights="santos.safetensors",
-))
+SANTOS_INFO = get_info("santos")  # declared in catalog.py
+PAPER = SANTOS_INFO.paper
 
 __all__ = ["SantosHDR", "santos", "ALPHA", "MULTIPLE_OF", "SANTOS_INFO"]

@@ -1,10 +1,10 @@
 """SingleHDR: "Single-image HDR reconstruction by learning to reverse the camera pipeline".
 
-Liu, Lai, Chen, Kao, Yang, Chuang, Huang, CVPR 2020 — as summarised by survey seed ``001_*.txt``,
-§7.1 (Eq. 23-24). The losses (``L_deq``, ``L_lin + lambda_crf L_crf``, ``L_hal`` + perceptual + TV,
-the joint objective Eq. 24) belong to ``training/``. The pipeline reverses the three steps of LDR
-image formation (clipping, non-linear camera response, quantisation) with one sub-network each,
-plus a refinement:
+Liu, Lai, Chen, Kao, Yang, Chuang, Huang, CVPR 2020 — as summarised by Qiu's survey *HDR Image
+Reconstruction Based on Deep Learning*, §7.1 (Eq. 23-24). The losses (``L_deq``, ``L_lin +
+lambda_crf L_crf``, ``L_hal`` + perceptual + TV, the joint objective Eq. 24) belong to
+``training/``. The pipeline reverses the three steps of LDR image formation (clipping, non-linear
+camera response, quantisation) with one sub-network each, plus a refinement:
 
 1. **Dequantization-Net** (§7.1 "Dequantization"): a 6-level U-Net, two convs per level with leaky
    ReLU (0.1), a tanh output in ``[-1, 1]`` *added* to the input: ``I_deq = I + tanh(U(I))``.
@@ -14,7 +14,7 @@ plus a refinement:
    ``g'_d = g_d - g_{d-1}``, ``g'_m = min(min_d g'_d, 0)``, ``g~'_d = g'_d - g'_m``,
    ``g~_d = sum_{i<=d} g~'_i / sum_i g~'_i`` (:func:`monotone_inverse_crf`; the shift applies to
    ``d >= 2``, so ``g~_1 = 0``: black stays black). ``I_lin = g~(I_deq)``
-   with linear interpolation between the samples (:func:`layers.apply_curve`), the same curve for
+   with linear interpolation between the samples (:func:`filters.apply_curve`), the same curve for
    the three channels. As in the original paper the trunk sees the image, its Sobel edges and
    soft histogram maps (4, 8 and 16 bins per channel) concatenated.
 3. **Hallucination-Net** (§7.1 "Hallucination"): an encoder-decoder with skip connections whose
@@ -61,9 +61,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdrlift.engine.models.blocks import highlight_alpha, srgb_to_linear
-from hdrlift.engine.models.layers import ResNet18Trunk, UNet, apply_curve, Sobel, soft_histogram_maps
-from hdrlift.engine.models.registry import ModelInfo, register
+from hdrlift.engine.colour_maths import srgb_to_linear
+from hdrlift.engine.models.conv_blocks import ResNet18Trunk, UNet
+from hdrlift.engine.models.filters import Sobel, apply_curve, soft_histogram_maps
+from hdrlift.engine.models.masks import highlight_alpha
+from hdrlift.engine.models.registry import get_info
 
 CRF_SAMPLES = 1024  # D of Eq. 23
 PCA_WEIGHTS = 11  # K (EMoR's, used by the paper)
@@ -76,9 +78,6 @@ DEQ_WIDTHS = (16, 32, 64, 128, 128, 128)
 HAL_WIDTHS = (16, 32, 64, 128, 256, 256)
 RESNET_WIDTHS = (32, 64, 128, 256)
 MULTIPLE_OF = 2 ** (len(DEQ_WIDTHS) - 1)
-
-PAPER = ("Liu et al. 2020, Single-image HDR reconstruction by learning to reverse the camera pipeline "
-         "(survey seed 001, §7.1, Eq. 23-24)")
 
 
 def crf_basis(samples: int = CRF_SAMPLES, k: int = PCA_WEIGHTS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,15 +199,8 @@ def singlehdr() -> SingleHDR:
     return SingleHDR()
 
 
-SINGLEHDR_INFO = register(ModelInfo(
-    name="singlehdr",
-    summary="SingleHDR (Liu 2020): dequantize, learnt monotone inverse CRF, hallucinate, refine",
-    paper=PAPER,
-    kind="network",
-    factory=singlehdr,
-    multiple_of=MULTIPLE_OF,
-    weights="singlehdr.safetensors",
-))
+SINGLEHDR_INFO = get_info("singlehdr")  # declared in catalog.py
+PAPER = SINGLEHDR_INFO.paper
 
 __all__ = ["SingleHDR", "singlehdr", "LinearizationNet", "crf_basis", "monotone_inverse_crf",
            "MULTIPLE_OF", "SINGLEHDR_INFO"]

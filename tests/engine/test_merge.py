@@ -115,7 +115,7 @@ def test_merge_recovers_scene_from_handheld_jpegs(tmp_path, method):
     err = np.abs(np.log(hdr[m:-m, m:-m] / truth[m:-m, m:-m]))
     # Robertson has no smoothness prior: on JPEG noise with three frames two stops apart its curve
     # drifts (measured median 0.14 vs 0.01 for Debevec); on lossless brackets both are within 2 %
-    # (test_models_zoo_b.py::test_classical_recovers_radiance_and_monotone_curve)
+    # (test_models_exposure_stacks.py::test_classical_recovers_radiance_and_monotone_curve)
     med, p95 = {"debevec": (0.05, 0.2), "robertson": (0.2, 0.6)}[method]
     assert np.median(err) < med, np.median(err)
     assert np.percentile(err, 95) < p95, np.percentile(err, 95)

@@ -18,7 +18,7 @@ from hdrlift.engine.colour import NETWORK_INPUT_SPACE, NETWORK_OUTPUT_SPACE, Col
 from hdrlift.engine.errors import InputError, OutputError
 from hdrlift.engine.io.exr import is_complete_exr, read_exr
 from hdrlift.engine.io.video import VideoReader
-from hdrlift.engine.models.blocks import srgb_to_linear
+from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.convert import output_path, sequence_pattern
 from hdrlift.engine.pipeline import Pipeline, PipelineOptions
 

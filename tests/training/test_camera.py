@@ -65,7 +65,7 @@ def test_response_curves_are_monotone_and_fix_black_and_white():
 
 
 def test_srgb_encode_decode_round_trip_and_match_the_engine():
-    from hdrlift.engine.models.blocks import srgb_to_linear
+    from hdrlift.engine.colour_maths import srgb_to_linear
 
     x = np.linspace(0.0, 1.0, 1001, dtype=np.float32)
     np.testing.assert_allclose(cam.srgb_decode(cam.srgb_encode(x)), x, atol=2e-6)

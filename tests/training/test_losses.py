@@ -1,4 +1,4 @@
-"""The seed papers' losses (training/losses.py), checked against the equations they cite."""
+"""The papers' losses (training/losses.py), checked against the equations they cite."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def grad_of(fn, x: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------
-# Eilertsen (survey seed 001 §6.1)
+# Eilertsen et al. 2017 (Qiu's survey §6.1)
 # ------------------------------------------------------------------------------------------
 
 def test_eilertsen_losses_zero_on_identical_and_positive_in_highlights():
@@ -47,7 +47,7 @@ def test_eilertsen_losses_zero_on_identical_and_positive_in_highlights():
 
 
 # ------------------------------------------------------------------------------------------
-# Moriwaki (seed 000 §3.2)
+# Moriwaki et al. 2018 (§3.2)
 # ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("code,weight", [(0.0, 6.0), (0.01, 5.0), (0.025, 3.5), (0.05, 1.0), (0.5, 1.0), (1.0, 1.0)])
@@ -91,7 +91,7 @@ def test_moriwaki_vgg_and_hybrid(random_vgg):
 
 
 # ------------------------------------------------------------------------------------------
-# Santos (seed 003 §3.2)
+# Santos et al. 2020 (§3.2)
 # ------------------------------------------------------------------------------------------
 
 def test_santos_rec_eq6_supervises_only_saturated_pixels():
@@ -169,7 +169,7 @@ def test_mu_law_l1_l2():
 
 
 # ------------------------------------------------------------------------------------------
-# Kim (seed 002 §3.2)
+# Kim et al. 2021 (§3.2)
 # ------------------------------------------------------------------------------------------
 
 def test_kim_histogram_loss():
@@ -204,7 +204,7 @@ def test_kim_hdr_edge_and_global():
 
 
 # ------------------------------------------------------------------------------------------
-# SingleHDR (survey seed 001 §7.1)
+# SingleHDR, Liu et al. 2020 (Qiu's survey §7.1)
 # ------------------------------------------------------------------------------------------
 
 def test_singlehdr_stage_losses_zero_on_identical():

@@ -1,4 +1,4 @@
-"""Santos et al. 2020 (seed 003) training data: Algorithm 1 patch metric and sampling (§3.4),
+"""Santos et al. 2020 training data: Algorithm 1 patch metric and sampling (§3.4),
 inpainting pre-training masks (§3.3)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Model zoo part B: Kim 2021 (recursive stack + differentiable HDR synthesis), the fusion networks
-(Kalantari, Wu, AHDRNet) and the classical Debevec-Malik / Robertson merges, checked against what
-the papers state."""
+"""Exposure stacks and brackets: Kim et al. 2021 (recursive stack + differentiable HDR synthesis), the
+exposure-bracket networks (Kalantari & Ramamoorthi 2017, Wu et al. 2018, AHDRNet by Yan et al. 2019)
+and the classical Debevec & Malik / Robertson merges, checked against what the papers state."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from hdrlift.engine.errors import ModelError
-from hdrlift.engine.models import fusion
+from hdrlift.engine.colour_maths import mu_law, srgb_to_linear
+from hdrlift.engine.models import bracket_merge, bracket_networks, kalantari
+from hdrlift.engine.models.camera_curve import gauss_jordan_solve, grid_indices, hat_weight
 from hdrlift.engine.models.kim import DifferentiableHDRSynthesis, KimHDR, synthesize_hdr
-from hdrlift.engine.models.layers_b import gauss_jordan_solve, grid_indices, hat_weight, mu_law
 from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
 
 EVS = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
@@ -63,11 +64,11 @@ def test_gauss_jordan_matches_linalg_solve():
 
 def test_grid_indices_match_numpy():
     for n, s in ((37, 20), (480, 20), (19, 19), (5, 20)):
-        assert np.array_equal(grid_indices(n, s).numpy(), fusion._grid(n, s))
+        assert np.array_equal(grid_indices(n, s).numpy(), bracket_merge._grid(n, s))
         # made on the caller's device (no host copy inside a CUDA graph); a traced size as a tensor
         on_dev = grid_indices(n, s, torch.device("cpu"))
-        assert on_dev.dtype == torch.int64 and np.array_equal(on_dev.numpy(), fusion._grid(n, s))
-        assert np.array_equal(grid_indices(torch.tensor(n), s, "cpu").numpy(), fusion._grid(n, s))
+        assert on_dev.dtype == torch.int64 and np.array_equal(on_dev.numpy(), bracket_merge._grid(n, s))
+        assert np.array_equal(grid_indices(torch.tensor(n), s, "cpu").numpy(), bracket_merge._grid(n, s))
 
 
 # --------------------------------------------------------------------------- classical merges
@@ -75,7 +76,7 @@ def test_grid_indices_match_numpy():
 def test_classical_recovers_radiance_and_monotone_curve(method):
     e = scene()
     stack, times = bracket(e)
-    radiance, curve = fusion.merge_classical(stack, times, method)
+    radiance, curve = bracket_merge.merge_classical(stack, times, method)
     assert radiance.shape == e.shape and radiance.dtype == np.float32
     mask = well_exposed(stack)
     assert mask.mean() > 0.9
@@ -90,7 +91,7 @@ def test_debevec_curve_is_the_inverse_camera_curve():
     """g(z) - g(128) must follow ln f^-1(z) - ln f^-1(128) of the known camera."""
     e = scene()
     stack, times = bracket(e)
-    g = fusion.debevec_curve(stack, times)
+    g = bracket_merge.debevec_curve(stack, times)
     z = np.arange(30, 230)
     # inverse of camera(): c = 1.25 (x/(1+x))^(1/1.6)  ->  x = u / (1 - u), u = (c/1.25)^1.6
     def inv(c):
@@ -104,7 +105,7 @@ def test_debevec_curve_is_the_inverse_camera_curve():
 def test_scale_to_reference_pins_well_exposed_pixels():
     ref = np.random.default_rng(2).uniform(0.1, 0.9, (16, 16, 3)).astype(np.float32)
     lin = np.where(ref <= 0.04045, ref / 12.92, ((ref + 0.055) / 1.055) ** 2.4)
-    out = fusion.scale_to_reference(lin * np.array([3.0, 0.5, 7.0], np.float32), ref)
+    out = bracket_merge.scale_to_reference(lin * np.array([3.0, 0.5, 7.0], np.float32), ref)
     assert np.allclose(out, lin, rtol=1e-4)
 
 
@@ -112,8 +113,8 @@ def test_scale_to_reference_pins_well_exposed_pixels():
 def test_synthesis_layer_reproduces_classical_debevec():
     e = scene()
     stack, times = bracket(e)
-    g_np = fusion.debevec_curve(stack, times)
-    hdr_np = fusion.debevec_merge(stack, times, g_np)
+    g_np = bracket_merge.debevec_curve(stack, times)
+    hdr_np = bracket_merge.debevec_merge(stack, times, g_np)
     layer = DifferentiableHDRSynthesis()
     st = as_torch_stack(stack)
     lt = torch.tensor(np.log(times), dtype=torch.float32)
@@ -127,7 +128,7 @@ def test_synthesis_layer_reproduces_classical_debevec():
     # and a 3-EV bracket works too (any stack)
     st3, t3 = bracket(e, [-2.0, 0.0, 2.0])
     h3 = layer(as_torch_stack(st3), torch.tensor(np.log(t3)))[0].permute(1, 2, 0).numpy()
-    assert np.allclose(h3, fusion.debevec_merge(st3, t3, fusion.debevec_curve(st3, t3)), rtol=1e-4)
+    assert np.allclose(h3, bracket_merge.debevec_merge(st3, t3, bracket_merge.debevec_curve(st3, t3)), rtol=1e-4)
 
 
 def test_synthesis_layer_gradients_reach_every_stack_image():
@@ -187,8 +188,6 @@ def test_kim_reduced_precision_merges_in_float32():
     """In bf16 the stack networks run in bf16, but the synthesis layer and the scaling run in
     float32: the HDR comes back in bf16, finite, and pinned to f^-1(x) on well-exposed pixels
     (in bf16 arithmetic ``z * 255`` alone is off by up to a level, and exp(ln E) overflows fp16)."""
-    from hdrlift.engine.models.blocks import srgb_to_linear
-
     torch.manual_seed(0)
     net = KimHDR().eval().to(torch.bfloat16)
     seen = []
@@ -243,14 +242,14 @@ def test_kim_onnx_and_torchscript_parity(tmp_path):
         assert torch.allclose(ts(x1), m(x1), rtol=1e-4, atol=1e-6)
 
 
-# --------------------------------------------------------------------------- fusion networks (survey §3-5)
+# --------------------------------------------------------------------------- fusion networks (Qiu's survey §3-5)
 FUSION = ["kalantari", "wu", "ahdrnet"]
 
 
-def _fusion(name: str, seed: int = 0) -> fusion.FusionModel:
+def _fusion(name: str, seed: int = 0) -> bracket_networks.FusionModel:
     torch.manual_seed(seed)
     info = get_info(name)
-    return fusion.FusionModel(info, info.factory()).eval()
+    return bracket_networks.FusionModel(info, info.factory()).eval()
 
 
 def _bracket_tensor(n=2, h=37, w=45, seed=0):
@@ -283,28 +282,27 @@ def test_kalantari_weights_give_a_convex_combination():
     ldr, t = _bracket_tensor(1, 24, 24)
     with torch.no_grad():
         hdr = m(ldr, t)
-        _, lin = fusion.bracket_inputs(ldr, t, 1)
+        _, lin = bracket_networks.bracket_inputs(ldr, t, 1)
     assert (hdr >= lin.amin(dim=1) - 1e-5).all() and (hdr <= lin.amax(dim=1) + 1e-5).all()
     # H_ref is exactly the inverse sRGB curve of the reference (our output convention)
-    from hdrlift.engine.models.blocks import srgb_to_linear
     assert torch.allclose(lin[:, 1], srgb_to_linear(ldr[:, 1]))
 
 
 def test_fusion_models_refused_without_weights():
     with pytest.raises(ModelError, match="has no trained weights shipped yet"):
-        fusion.load_fusion_model("ahdrnet")
+        bracket_networks.load_fusion_model("ahdrnet")
     with pytest.raises(ModelError, match="not a multi-exposure fusion model"):
-        fusion.load_fusion_model("hdrunet")
+        bracket_networks.load_fusion_model("hdrunet")
 
 
 def test_fusion_model_loads_user_weights(tmp_path):
     from safetensors.torch import save_file
 
     torch.manual_seed(1)
-    net = fusion.KalantariWE()
+    net = kalantari.KalantariWE()
     path = tmp_path / "k.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    m = fusion.load_fusion_model("kalantari", weights=path)
+    m = bracket_networks.load_fusion_model("kalantari", weights=path)
     ldr, t = _bracket_tensor(1, 16, 16)
     with torch.no_grad():
         assert torch.allclose(m(ldr, t), net.eval()(ldr, t))
@@ -314,7 +312,7 @@ def test_fusion_model_loads_user_weights(tmp_path):
 def test_fusion_onnx_parity_and_torchscript(name, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     m = _fusion(name, seed=2)
-    path = fusion.export_fusion_onnx(m, tmp_path / f"{name}.onnx")
+    path = bracket_networks.export_fusion_onnx(m, tmp_path / f"{name}.onnx")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     ldr, t = _bracket_tensor(2, 35, 41, seed=7)  # not the export size: dynamic H, W, N
     (hdr,) = sess.run(None, {"ldr": ldr.numpy(), "exposure": t.numpy()})

@@ -1,6 +1,7 @@
-"""Model zoo part A: Santos 2020 (masked features), ExpandNet 2018, Moriwaki 2018 (hybrid-loss
-generator + discriminator), SingleHDR (Liu 2020) — checked against what the papers state, then
-the common contract (shapes, odd sizes, batches, dtypes, ONNX / TorchScript export)."""
+"""Single-image networks: Santos et al. 2020 (masked features), ExpandNet (Marnerides et al. 2018),
+Moriwaki et al. 2018 (hybrid-loss generator + discriminator), SingleHDR (Liu et al. 2020) — checked
+against what the papers state, then the common contract (shapes, odd sizes, batches, dtypes, ONNX /
+TorchScript export); and the model catalogue every model is declared in."""
 
 from __future__ import annotations
 
@@ -12,19 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from hdrlift.engine.errors import ModelError
+from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models import expandnet, moriwaki, santos, singlehdr
-from hdrlift.engine.models.blocks import count_params, srgb_to_linear
+from hdrlift.engine.models.conv_blocks import SoftMaskedConv2d, UNet
+from hdrlift.engine.models.filters import Sobel, apply_curve, soft_histogram_maps
 from hdrlift.engine.models.hdrcnn import HDRCNN
-from hdrlift.engine.models.layers import (
-    SoftMaskedConv2d,
-    Sobel,
-    UNet,
-    apply_curve,
-    relative_change_mask,
-    soft_exposure_mask,
-    soft_histogram_maps,
-)
-from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
+from hdrlift.engine.models.masks import relative_change_mask, soft_exposure_mask
+from hdrlift.engine.models.measure import count_params
+from hdrlift.engine.models.registry import LoadedModel, available, get_info, load_model
 from hdrlift.training.discriminator import (
     MoriwakiDiscriminator,
     discriminator_loss,
@@ -408,7 +404,7 @@ def test_onnx_and_torchscript_exports(name, tmp_path):
     """Through the project's exporters (padding inside the graph, dynamic N/H/W): onnxruntime and
     the traced TorchScript agree with torch at a size and batch other than the traced ones. The
     narrow variants keep the file fast; the full-width registered networks export the same graph
-    (checked by hand, see docs/models_zoo_a.md)."""
+    (checked by hand, see docs/models_single_image.md)."""
     import onnxruntime as ort
 
     from hdrlift.engine.backends.exporters import export_onnx, export_torchscript
@@ -433,3 +429,34 @@ def test_onnx_and_torchscript_exports(name, tmp_path):
     with torch.no_grad():
         out = ts(x[:1])
     assert rel_err(out.numpy(), ref[:1]) < 1e-4
+
+
+# =========================================================================== the catalogue
+def test_listing_models_imports_no_torch():
+    """``--list-models`` and ``--version`` look models up without importing torch (~1.5 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import hdrlift.engine.models as m; m.available(); m.get_info(m.DEFAULT_MODEL); "
+            "from hdrlift.engine.models import DEFAULT_MODEL, ModelInfo, available, get_info; "
+            "import hdrlift.engine.colour_maths, hdrlift.engine.models.bracket_merge; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("info", available(), ids=lambda i: i.name)
+def test_catalogue_entry_matches_its_model_file(info):
+    """Each entry's factory resolves in the paper's own file, which keeps its padding multiple
+    (``MULTIPLE_OF``, 1 where there is none) and looks its ``ModelInfo`` up rather than making one."""
+    import importlib
+
+    factory = info.factory.resolve()
+    module = importlib.import_module(factory.__module__)
+    assert info.multiple_of == getattr(module, "MULTIPLE_OF", 1)
+    assert get_info(info.name) is info
+    assert info.tiling == ("pointwise" if info.name == "inverse-crf" else "global" if info.kind == "classical"
+                           else "network")
+    if info.name == "hdrunet":  # the authors' model size
+        from hdrlift.engine.models import hdrunet
+
+        assert count_params(info.factory()) == hdrunet.PARAMETERS
