@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 from hdrlift.engine.backends.selection import create_backend
-from hdrlift.engine.models.registry import LoadedModel, available
+from hdrlift.engine.models.loading import LoadedModel
+from hdrlift.engine.models.registry import available
 
 
 def rel(a: torch.Tensor, ref: torch.Tensor) -> float:

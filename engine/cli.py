@@ -49,11 +49,9 @@ def _positive(text: str) -> int:
 
 
 def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
-    from hdrlift.engine.colour import DEFAULT_CONFIG, DEFAULT_OUTPUT_SPACE
+    from hdrlift.engine.defaults import (DEFAULT_CONFIG, DEFAULT_MAX_PIXELS, DEFAULT_OUTPUT_SPACE, EXR_COMPRESSIONS,
+                                         MAX_FRAME_PIXELS)
     from hdrlift.engine.models import DEFAULT_MODEL
-    from hdrlift.engine.io.exr import COMPRESSIONS as EXR_COMPRESSIONS
-    from hdrlift.engine.tiling import DEFAULT_MAX_PIXELS
-    from hdrlift.engine.convert import MAX_FRAME_PIXELS
 
     if video:
         desc = ("Reconstruct scene-linear HDR from an SDR video, image sequence or still, frame by frame, "

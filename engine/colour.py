@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import PyOpenColorIO as ocio
 
+from hdrlift.engine.defaults import DEFAULT_CONFIG, DEFAULT_OUTPUT_SPACE, NETWORK_INPUT_SPACE, NETWORK_OUTPUT_SPACE
 from hdrlift.engine.errors import ColourError
 
 __all__ = [
@@ -61,11 +62,6 @@ __all__ = [
     "to_network",
     "from_network",
 ]
-
-DEFAULT_CONFIG = "ocio://studio-config-latest"
-NETWORK_INPUT_SPACE = "sRGB Encoded Rec.709 (sRGB)"
-NETWORK_OUTPUT_SPACE = "Linear Rec.709 (sRGB)"
-DEFAULT_OUTPUT_SPACE = "ACEScg"
 
 # The colour spaces hdrlift refers to on its own (aliases, video tags, network domains), each as
 # the names it carries in the OCIO studio config first, then in other configs (ACES 1.x config

@@ -40,10 +40,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from hdrlift.engine.defaults import MAX_FRAME_PIXELS
 from hdrlift.engine.errors import InputError, OutputError
 
 _SENTINEL = object()
-MAX_FRAME_PIXELS = 8192 * 8192  # frames above are refused unless asked for (memory: ~60 bytes a pixel)
 Progress = Callable[[int, "int | None", float], None]
 
 

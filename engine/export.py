@@ -15,7 +15,7 @@ import tempfile
 from hdrlift.engine.backends.exporters import DEFAULT_OPSET, export_onnx, export_torchscript
 from hdrlift.engine.entrypoint import run_cli
 from hdrlift.engine.errors import ModelError, OutputError
-from hdrlift.engine.models.registry import load_model
+from hdrlift.engine.models.loading import load_model
 
 FORMATS = ("onnx", "onnx-fp16", "torchscript", "trt")
 

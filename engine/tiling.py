@@ -48,11 +48,11 @@ import math
 
 import numpy as np
 
+from hdrlift.engine.defaults import DEFAULT_MAX_PIXELS  # noqa: F401 - tiling's own default, kept in defaults
 from hdrlift.engine.errors import InputError
 
 log = logging.getLogger("hdrlift.tiling")
 
-DEFAULT_MAX_PIXELS = 1920 * 1088  # frames up to 1080p run whole (the CPU default)
 CUDA_MAX_PIXELS = 7680 * 4320  # the CUDA default never exceeds 8K UHD per back-end call
 CUDA_MIN_PIXELS = 512 * 512
 CUDA_MEMORY_SHARE = 0.5  # of the GPU memory free when the pipeline starts

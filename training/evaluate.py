@@ -86,7 +86,7 @@ def build_items(folder: str | None, split: str | None, views: int, size: int, cl
 def run_model(name: str, items: list[dict], weights: str | None = None, device: str = "cpu",
               cvvdp=None, stack: bool = True) -> list[dict]:
     """Scores of model ``name`` on every item: one dict per item (name, clip_fraction, metrics)."""
-    from hdrlift.engine.models.registry import load_model
+    from hdrlift.engine.models.loading import load_model
 
     model = load_model(name, device=device, weights=weights)
     if model.info.kind == "fusion":

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from hdrlift.engine.errors import InputError, ModelError
-from hdrlift.engine.models.registry import LoadedModel, get_info
+from hdrlift.engine.models.loading import LoadedModel
+from hdrlift.engine.models.registry import get_info
 
 log = logging.getLogger("hdrlift.backends")
 

@@ -32,7 +32,7 @@ import torch
 from hdrlift.engine.atomic import replacing
 from hdrlift.engine.backends.base import INPUT_NAME, OUTPUT_NAMES, InferenceWrapper, default_cache_dir, export_key
 from hdrlift.engine.errors import HdrliftError, ModelError, OutputError
-from hdrlift.engine.models.registry import LoadedModel, load_model
+from hdrlift.engine.models.loading import LoadedModel, load_model
 
 DEFAULT_OPSET = 17
 TRACE_SIZE = 64  # side of the example input the tracer sees (H, W stay dynamic)

@@ -22,7 +22,7 @@ import numpy as np
 from hdrlift.engine.backends.base import INPUT_NAME, Backend
 from hdrlift.engine.backends.exporters import cached_onnx
 from hdrlift.engine.errors import ModelError
-from hdrlift.engine.models.registry import LoadedModel
+from hdrlift.engine.models.loading import LoadedModel
 
 
 def provider_list(device: str, strict_fp32: bool = False) -> list:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from hdrlift.engine.backends.ort_backend import OrtBackend
 from hdrlift.engine.backends.torch_backend import TorchBackend
 from hdrlift.engine.backends.trt_backend import TensorRTBackend
 from hdrlift.engine.errors import ModelError
-from hdrlift.engine.models.registry import LoadedModel, load_model
+from hdrlift.engine.models.loading import LoadedModel, load_model
 
 log = logging.getLogger("hdrlift.backends")
 PROBE_SIZE = 256  # side of the square frame auto-selection times the CPU back ends on
@@ -94,9 +95,9 @@ def _auto_kind(model: LoadedModel, device: str, precision: str, cache: pathlib.P
 
 
 def _probe_key(model: LoadedModel) -> str:
-    import onnxruntime
+    from importlib.metadata import version  # onnxruntime itself loads only when it is chosen
 
-    parts = [export_key(model), f"torch{torch.__version__}", f"ort{onnxruntime.__version__}",
+    parts = [export_key(model), f"torch{torch.__version__}", f"ort{version('onnxruntime')}",
              f"cpu{os.cpu_count()}", f"threads{os.environ.get('OMP_NUM_THREADS', '')}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -106,9 +107,7 @@ def choose_cpu_backend(model: LoadedModel, cache: pathlib.Path, size: int = PROB
     """Time torch and onnxruntime on one ``size`` x ``size`` frame (best of ``repeats`` after a
     warm-up), return ``(kind, reason)``. The verdict is stored in ``cache/auto-<key>.json`` (the
     key covers the weights, library versions, core count and ``OMP_NUM_THREADS``)."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("onnxruntime") is None:
         return "torch", "onnxruntime is not installed"
     record = cache / f"auto-{_probe_key(model)}.json"
     if use_cache and record.is_file():

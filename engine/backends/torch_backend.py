@@ -30,7 +30,7 @@ import torch
 
 from hdrlift.engine.backends.base import Backend, InferenceWrapper
 from hdrlift.engine.errors import ModelError
-from hdrlift.engine.models.registry import LoadedModel
+from hdrlift.engine.models.loading import LoadedModel
 
 
 class TorchBackend(Backend):

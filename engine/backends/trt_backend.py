@@ -41,7 +41,7 @@ from hdrlift.engine.atomic import atomic_write_bytes
 from hdrlift.engine.backends.base import INPUT_NAME, OUTPUT_NAMES, Backend, default_cache_dir
 from hdrlift.engine.backends.exporters import cached_onnx
 from hdrlift.engine.errors import ModelError
-from hdrlift.engine.models.registry import LoadedModel
+from hdrlift.engine.models.loading import LoadedModel
 
 log = logging.getLogger("hdrlift.backends")
 

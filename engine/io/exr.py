@@ -23,6 +23,7 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 import OpenImageIO as oiio
 
+from hdrlift.engine.defaults import EXR_COMPRESSIONS
 from hdrlift.engine.errors import InputError, OutputError
 from hdrlift.engine.io.paths import require_regular_file
 
@@ -31,7 +32,7 @@ __all__ = ["COMPRESSIONS", "check_compression", "ExrImage", "write_exr", "read_e
 
 #: Compression names OpenImageIO's OpenEXR writer understands. "dwaa"/"dwab"/"zip"/"zips"
 #: also take a quality or level after a colon ("dwaa:45", "zip:6").
-COMPRESSIONS = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
+COMPRESSIONS = EXR_COMPRESSIONS
 
 _INT32 = (-(2**31), 2**31 - 1)
 

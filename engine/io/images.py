@@ -35,7 +35,7 @@ import OpenImageIO as oiio
 
 from hdrlift.engine.errors import InputError
 from hdrlift.engine.io.paths import require_regular_file
-from hdrlift.engine.io.video import ColourTags, Frame, VideoReader, normalise_tag
+from hdrlift.engine.io.tags import ColourTags, Frame, normalise_tag
 
 __all__ = ["STILL_EXTENSIONS", "HDR_EXTENSIONS", "open_source", "read_image", "StillReader",
            "SequenceReader", "parse_sequence_pattern"]
@@ -351,4 +351,6 @@ def open_source(path: str | os.PathLike, **reader_options):
         raise InputError(f"{p}: {ext} images are already HDR; hdrlift reconstructs HDR from SDR images")
     if ext in STILL_EXTENSIONS:
         return StillReader(p, **reader_options)
+    from hdrlift.engine.io.video import VideoReader  # PyAV only when a video is opened
+
     return VideoReader(p, **reader_options)

@@ -16,5 +16,7 @@ from hdrlift.engine.models import registry as _registry
 def __getattr__(name: str):
     """``LoadedModel``, ``load_model`` and ``load_state`` (torch), imported on first use."""
     if name in _registry.LOADING:
-        return getattr(_registry, name)
+        from hdrlift.engine.models import loading
+
+        return getattr(loading, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

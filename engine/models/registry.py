@@ -159,15 +159,5 @@ def get_info(name: str) -> ModelInfo:
 LOADING = ("LoadedModel", "load_model", "load_state")  # in .loading, with torch
 
 
-def __getattr__(name: str):
-    """``LoadedModel``, ``load_model`` and ``load_state`` from :mod:`.loading`, imported (with
-    torch) on first use."""
-    if name in LOADING:
-        from hdrlift.engine.models import loading
-
-        return getattr(loading, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 __all__ = ["DEFAULT_MODEL", "TILINGS", "FactoryRef", "ModelInfo", "FusionModelInfo", "register",
-           "available", "get_info", *LOADING]
+           "available", "get_info"]

@@ -19,7 +19,7 @@ from hdrlift.engine.backends.ort_backend import OrtBackend
 from hdrlift.engine.backends.torch_backend import TorchBackend
 from hdrlift.engine.errors import ModelError
 from hdrlift.engine.models import available, get_info, load_model
-from hdrlift.engine.models.registry import LoadedModel
+from hdrlift.engine.models.loading import LoadedModel
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

@@ -14,7 +14,8 @@ from hdrlift.engine.colour_maths import mu_law, srgb_to_linear
 from hdrlift.engine.models import bracket_merge, bracket_networks, kalantari
 from hdrlift.engine.models.camera_curve import gauss_jordan_solve, grid_indices, hat_weight
 from hdrlift.engine.models.kim import DifferentiableHDRSynthesis, KimHDR, synthesize_hdr
-from hdrlift.engine.models.registry import LoadedModel, get_info, load_model
+from hdrlift.engine.models.loading import LoadedModel, load_model
+from hdrlift.engine.models.registry import get_info
 
 EVS = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
 

@@ -20,7 +20,8 @@ from hdrlift.engine.models.filters import Sobel, apply_curve, soft_histogram_map
 from hdrlift.engine.models.hdrcnn import HDRCNN
 from hdrlift.engine.models.masks import relative_change_mask, soft_exposure_mask
 from hdrlift.engine.models.measure import count_params
-from hdrlift.engine.models.registry import LoadedModel, available, get_info, load_model
+from hdrlift.engine.models.loading import LoadedModel, load_model
+from hdrlift.engine.models.registry import available, get_info
 from hdrlift.training.discriminator import (
     MoriwakiDiscriminator,
     discriminator_loss,
