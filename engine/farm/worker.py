@@ -153,6 +153,9 @@ def session_start(args: argparse.Namespace) -> int:
         where = "load the model themselves" if server == NONE else f"use {server}"
         print(f"hdrlift-farm: no session server: tasks {where}", flush=True)
         return 0
+    if os.name != "posix":
+        raise FarmError("a session server needs a POSIX worker (Linux, macOS); on Windows workers give the "
+                        "job --server HOST:PORT or none")
     state = pathlib.Path(args.state).absolute()
     log = state.with_name(state.name + ".log")
     state.parent.mkdir(parents=True, exist_ok=True)
@@ -200,7 +203,7 @@ def _stop_supervisor(sup_pid: int | None, rec: dict | None, grace: float) -> boo
         return True
     for p in pids:  # a stuck server or supervisor: kill it
         try:
-            os.kill(p, signal.SIGKILL)
+            os.kill(p, getattr(signal, "SIGKILL", signal.SIGTERM))
         except OSError:
             pass
     return _wait_gone(pids, 10)

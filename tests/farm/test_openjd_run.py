@@ -6,7 +6,9 @@ input path, model, back end; with servers, the same server address, which the EX
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 
 import numpy as np
 import OpenImageIO as oiio
@@ -105,3 +107,26 @@ def test_external_servers_match_one_hdr_video_run_byte_for_byte(clip, external_s
     ref = tmp_path / "ref"
     hdr_video(clip, ref / "shot.####.exr", "--model", "inverse-crf", "--frames", "3-10", "--server", external_server)
     assert_same_bytes(tmp_path / "out", ref, 8)
+
+
+def test_paths_are_mapped_on_the_worker(clip, tmp_path):
+    """Submitted from one machine, run on another: the PATH parameters (input, output folder) hold
+    the artist's paths and the worker's path mapping rules rewrite them (here with openjd run's
+    --path-mapping-rules; Deadline Cloud's workers apply their storage profiles' or job
+    attachments' rules the same way)."""
+    artist, worker = tmp_path / "artist", tmp_path / "worker"
+    (artist / "plates").mkdir(parents=True)
+    shutil.copy(clip, artist / "plates" / "plate.mp4")
+    bundle = make_bundle(artist / "plates" / "plate.mp4", artist / "renders" / "sh010.####.exr",
+                         tmp_path / "bundle", "--frames", "1-4", "--chunk", "4", "--model", "inverse-crf",
+                         "--server", "none")
+    shutil.move(artist, worker)  # the artist's disk, as the farm mounts it
+    rules = {"version": "pathmapping-1.0", "path_mapping_rules": [
+        {"source_path_format": "POSIX", "source_path": str(artist), "destination_path": str(worker)}]}
+    r = run_bundle(bundle, "--path-mapping-rules", json.dumps(rules))
+    assert r.returncode == 0, r.stdout
+    assert f"{worker}/plates/plate.mp4" in r.stdout and str(artist) not in r.stdout.split("Running job", 1)[1]
+    assert not artist.exists()
+    ref = tmp_path / "ref"
+    hdr_video(worker / "plates" / "plate.mp4", ref / "sh010.####.exr", "--model", "inverse-crf", "--frames", "1-4")
+    assert_same_bytes(worker / "renders", ref, 4)
