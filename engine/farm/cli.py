@@ -36,7 +36,7 @@ def _conversion_args(p: argparse.ArgumentParser, *, openjd: bool) -> None:
     p.add_argument("--chunk", type=int, default=10, metavar="N", help="frames per task (default 10)")
     p.add_argument("--model", help="reconstruction model (default hdrcnn-lite)")
     p.add_argument("--output-colorspace", metavar="NAME", help="colour space of the EXRs (default ACEScg)")
-    p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, auto")
+    p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, cuda:N, mps")
     p.add_argument("--backend", default="auto", help="auto (default), torch, onnxruntime, tensorrt")
     if openjd:
         p.add_argument("--server", default="session", metavar="MODE",

@@ -78,7 +78,7 @@ def parameter_definitions(conv: Conversion, *, chunking: bool) -> list[dict]:
                   userInterface={"control": "DROPDOWN_LIST", "label": "Model"}))
     p.append(_str("OutputColorspace", conv.output_colorspace, "Colour space of the EXRs (an OCIO name or alias).",
                   userInterface={"label": "Output colour space"}))
-    devices = ["cpu", "cuda", "auto"] + ([conv.device] if conv.device not in ("cpu", "cuda", "auto") else [])
+    devices = ["cpu", "cuda"] + ([conv.device] if conv.device not in ("cpu", "cuda") else [])
     p.append(_str("Device", conv.device, "Where the model runs: the session's hdrlift-serve, or each task "
                   "when Server is none.", allowedValues=devices,
                   userInterface={"control": "DROPDOWN_LIST", "label": "Device"}))

@@ -182,8 +182,8 @@ def plan(input: str | os.PathLike, output: str | os.PathLike, *, frames: str | N
     model = check_model(model or DEFAULT_MODEL)
     if backend not in ("auto", "torch", "onnxruntime", "tensorrt"):
         raise FarmError(f"--backend must be auto, torch, onnxruntime or tensorrt, got {backend!r}")
-    if not re.fullmatch(r"cpu|auto|cuda(:\d+)?|mps", device):
-        raise FarmError(f"--device must be cpu, cuda, cuda:N, mps or auto, got {device!r}")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):  # what both hdr-video and hdrlift-serve take
+        raise FarmError(f"--device must be cpu, cuda, cuda:N or mps, got {device!r}")
     in_path = pathlib.Path(os.path.abspath(os.fspath(input)))
     out_dir, out_name = split_output(output, in_path)
     is_seq, first, last = _probe(in_path)

@@ -283,7 +283,7 @@ def add_worker_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--grace", type=float, default=10.0)
     e.set_defaults(func=session_stop)
 
-    v = sub.add_parser("supervise", help=argparse.SUPPRESS)
+    v = sub.add_parser("supervise")  # internal: session-start runs it; no help, so not listed
     v.add_argument("--state", required=True)
     v.add_argument("--grace", type=float, default=10.0)
     v.add_argument("command", nargs=argparse.REMAINDER)

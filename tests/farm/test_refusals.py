@@ -23,6 +23,7 @@ pytestmark = pytest.mark.timeout(300)
     (["--model", "nope"], "unknown model 'nope'"),
     (["--model", "ahdrnet"], "model 'ahdrnet' cannot convert a video frame by frame here"),
     (["--backend", "cuda"], "--backend must be auto, torch, onnxruntime or tensorrt, got 'cuda'"),
+    (["--device", "auto"], "--device must be cpu, cuda, cuda:N or mps, got 'auto'"),
 ])
 def test_generation_refuses_bad_parameters(clip, tmp_path, capsys, args, message):
     bundle = tmp_path / "bundle"
