@@ -11,6 +11,7 @@ test-farm: dev
 
 FARM_DEMO ?= demo_out/farm
 farm-demo: dev
+	rm -rf $(FARM_DEMO)
 	$(VENV)/bin/hdrlift-make-sample demo_out/sample.mp4
 	$(VENV)/bin/hdrlift-farm openjd demo_out/sample.mp4 $(FARM_DEMO)/exr/sample.####.exr --chunk 12 \
 	    --model inverse-crf --bundle $(FARM_DEMO)/bundle --hdrlift-farm $(abspath $(VENV))/bin/hdrlift-farm

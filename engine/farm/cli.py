@@ -38,6 +38,9 @@ def _conversion_args(p: argparse.ArgumentParser, *, openjd: bool) -> None:
     p.add_argument("--output-colorspace", metavar="NAME", help="colour space of the EXRs (default ACEScg)")
     p.add_argument("--device", default="cpu", help="where the model runs: cpu (default), cuda, cuda:N, mps")
     p.add_argument("--backend", default="auto", help="auto (default), torch, onnxruntime, tensorrt")
+    p.add_argument("--keep-existing", action="store_true",
+                   help="accept frames already in the output folder (the tasks' --resume keeps them): to complete "
+                        "an earlier run; by default they are refused")
     if openjd:
         p.add_argument("--server", default="session", metavar="MODE",
                        help="session (default): one hdrlift-serve per worker session, the model loaded once "
@@ -101,7 +104,7 @@ def _plan(args: argparse.Namespace, *, session_allowed: bool):
 
     return plan(args.input, args.output, frames=args.frames, chunk=args.chunk, model=args.model,
                 output_colorspace=args.output_colorspace, device=args.device, backend=args.backend,
-                server=args.server, session_allowed=session_allowed)
+                server=args.server, session_allowed=session_allowed, keep_existing=args.keep_existing)
 
 
 def _openjd(args: argparse.Namespace) -> int:

@@ -133,6 +133,20 @@ def split_output(output: str | os.PathLike, input_path: pathlib.Path) -> tuple[p
     return out, f"{stem}.####.exr"
 
 
+def frame_file(name: str, number: int) -> str:
+    """``name.####.exr`` / ``name.%04d.exr`` with the frame number (as hdr-video names frames)."""
+    m = _FRAME_FIELD.search(name)
+    width = len(m.group(0)) if m.group(0).startswith("#") else int(m.group(0)[1:-1] or 1)
+    return name[: m.start()] + f"{number:0{width}d}" + name[m.end():]
+
+
+def _existing_frames(out_dir: pathlib.Path, out_name: str, first: int, last: int) -> list[str]:
+    if not out_dir.is_dir():
+        return []
+    present = set(os.listdir(out_dir))
+    return [f for f in (frame_file(out_name, n) for n in range(first, last + 1)) if f in present]
+
+
 def _probe(input_path: pathlib.Path) -> tuple[bool, int, int]:
     """(is_sequence, first frame, last frame) of a video or image sequence."""
     from hdrlift.engine.io.images import SequenceReader, StillReader, open_source
@@ -169,9 +183,12 @@ def video_models() -> list[str]:
 def plan(input: str | os.PathLike, output: str | os.PathLike, *, frames: str | None = None,  # noqa: A002
          chunk: int = 10, model: str | None = None, output_colorspace: str | None = None,
          device: str = "cpu", backend: str = "auto", server: str = SESSION,
-         session_allowed: bool = True) -> Conversion:
+         session_allowed: bool = True, keep_existing: bool = False) -> Conversion:
     """Check a conversion and return it; `FarmError` (or the engine's `InputError`/`ModelError`)
-    with a one-line message when it cannot run."""
+    with a one-line message when it cannot run.
+
+    Frames already in the output folder are refused unless ``keep_existing``: the tasks run with
+    --resume and would keep them, whatever model or input made them."""
     from hdrlift.engine.colour import DEFAULT_OUTPUT_SPACE
     from hdrlift.engine.models import DEFAULT_MODEL
 
@@ -191,6 +208,11 @@ def plan(input: str | os.PathLike, output: str | os.PathLike, *, frames: str | N
         if wanted[0] < first or wanted[1] > last:
             raise FarmError(f"frames {wanted[0]}-{wanted[1]} are outside the input's frames {first}-{last}")
         first, last = wanted
+    existing = [] if keep_existing else _existing_frames(out_dir, out_name, first, last)
+    if existing:
+        raise FarmError(f"{len(existing)} of frames {first}-{last} already exist in {out_dir} (e.g. {existing[0]}); "
+                        "the tasks run with --resume and would keep them: remove them, choose another output, "
+                        "or pass --keep-existing to complete an earlier run")
     return Conversion(input=in_path, input_is_sequence=is_seq, output_dir=out_dir, output_name=out_name,
                       first=first, last=last, chunk=chunk, model=model,
                       output_colorspace=output_colorspace or DEFAULT_OUTPUT_SPACE, device=device,

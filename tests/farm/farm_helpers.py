@@ -7,7 +7,6 @@ bounded by a deadline; nothing sleeps a fixed time.
 from __future__ import annotations
 
 import filecmp
-import json
 import pathlib
 import subprocess
 import sys
@@ -106,7 +105,3 @@ def process_gone(pid: int) -> bool:
     from hdrlift.engine.farm.worker import alive
 
     return not alive(pid)
-
-
-def params(bundle: pathlib.Path) -> dict:
-    return json.loads((bundle / "openjd-params.json").read_text())

@@ -48,6 +48,20 @@ def test_generation_refuses_output_without_frame_field(clip, tmp_path, capsys, m
     assert not (tmp_path / "bundle").exists()
 
 
+def test_generation_refuses_frames_already_in_the_output(clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "shot.0004.exr").write_bytes(b"an earlier run")
+    args = ["openjd", str(clip), str(out / "shot.####.exr"), "--bundle", str(tmp_path / "bundle")]
+    assert main([*args, "--frames", "3-6"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"hdrlift-farm: error: 1 of frames 3-6 already exist in {out} (e.g. shot.0004.exr); the tasks "
+                   "run with --resume and would keep them: remove them, choose another output, or pass "
+                   "--keep-existing to complete an earlier run\n")
+    assert main([*args, "--frames", "5-6"]) == 0  # frames outside the job do not matter
+    assert main([*args, "--frames", "3-6", "--keep-existing"]) == 0
+
+
 def test_generation_refuses_missing_input_in_one_line(tmp_path):
     """The installed command: exit status 2 and one line on stderr."""
     r = farm("openjd", tmp_path / "nope.mp4", tmp_path / "out", "--bundle", tmp_path / "bundle")
