@@ -62,6 +62,16 @@ def alive(pid: int) -> bool:
         return True
 
 
+def _ours(pid: int) -> bool:
+    """Whether ``pid`` still runs hdrlift (not a recycled pid): its command line names hdrlift
+    where /proc tells; elsewhere, whether it is alive."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"hdrlift" in f.read()
+    except OSError:
+        return alive(pid)
+
+
 def _wait_gone(pids: list[int], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while any(alive(p) for p in pids):
@@ -178,6 +188,7 @@ def session_start(args: argparse.Namespace) -> int:
             why = (f"exited with status {sup.returncode}" if sup.returncode is not None
                    else f"did not start within {args.timeout:g} s")
             _stop_supervisor(sup.pid, _read_json(state), args.grace)
+            state.unlink(missing_ok=True)
             sys.stdout.write(_tail(log) + "\n")
             raise FarmError(f"hdrlift-serve {why} (log above)")
         time.sleep(0.05)
@@ -191,10 +202,10 @@ def session_start(args: argparse.Namespace) -> int:
 
 def _stop_supervisor(sup_pid: int | None, rec: dict | None, grace: float) -> bool:
     server = (rec or {}).get("server")
-    pids = [p for p in (sup_pid, server) if isinstance(p, int)]
+    pids = [p for p in (sup_pid, server) if isinstance(p, int) and _ours(p)]
     # the supervisor stops the server; if the supervisor is gone, the server is asked directly
-    target = sup_pid if isinstance(sup_pid, int) and alive(sup_pid) else server
-    if isinstance(target, int) and alive(target):
+    target = sup_pid if sup_pid in pids and alive(sup_pid) else server
+    if target in pids and alive(target):
         try:
             os.kill(target, signal.SIGTERM)
         except OSError:
