@@ -14,7 +14,8 @@ a reference display in cd/m^2, BT.2020 primaries, encoded with PQ (SMPTE ST 2084
    so that the source range [0, ``source_peak_nits``] (10,000 cd/m^2, the whole PQ range, by
    default) lands in [0, ``peak_nits``]. The curve works in PQ space; below the knee
    ``KS = 1.5 * PQ(peak) / PQ(source peak) - 0.5`` it is the identity (for 1000 cd/m^2 the
-   knee is at 310 cd/m^2, so reference white and everything below it pass unchanged). It is
+   knee is at 317 cd/m^2, so reference white and everything below it pass unchanged; below a
+   peak of about 700 cd/m^2 the knee drops under reference white). It is
    applied to max(R, G, B) and the three channels are scaled together (``roll_off="maxrgb"``,
    hue-preserving), or to each channel (``roll_off="rgb"``, which bleaches bright colours
    toward white as many TVs do).
@@ -468,17 +469,30 @@ def add_hdr_boxes(path: str | os.PathLike, mastering: MasteringDisplay, max_cll:
     """Put ``mdcv`` (ST 2086) and ``clli`` (CTA-861.3) boxes in the video sample entry of an
     MP4/MOV file whose ``moov`` follows its media data (as FFmpeg writes without faststart), so
     no chunk offset moves. Rewrites the file's tail in place."""
-    p = pathlib.Path(path)
-    data = p.read_bytes()
-    top = list(_boxes(data, 0, len(data)))
-    moov = [(i, s) for i, s, k in top if k == b"moov"]
-    mdat_end = max((i + s for i, s, k in top if k == b"mdat"), default=0)
-    if len(moov) != 1 or moov[0][0] < mdat_end or moov[0][0] + moov[0][1] != len(data):
-        raise DeliveryError("cannot add HDR metadata boxes: the movie header is not at the end of the file")
-    start, size = moov[0]
-    new = _rewrite_moov(data[start:start + size],
-                        {b"mdcv": mastering.mdcv_payload(), b"clli": struct.pack(">2H", max_cll, max_fall)})
-    with open(p, "r+b") as f:
+    top: list[tuple[int, int, bytes]] = []
+    with open(path, "r+b") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos = 0
+        while pos + 8 <= end:  # top-level box headers only: the media data is never read
+            f.seek(pos)
+            head = f.read(16)
+            size, kind = struct.unpack(">I4s", head[:8])
+            if size == 1:
+                size = struct.unpack(">Q", head[8:16])[0]
+            elif size == 0:
+                size = end - pos
+            if size < 8 or pos + size > end:
+                raise DeliveryError("damaged MP4 box structure while adding HDR metadata boxes")
+            top.append((pos, size, kind))
+            pos += size
+        moov = [(i, n) for i, n, k in top if k == b"moov"]
+        mdat_end = max((i + n for i, n, k in top if k == b"mdat"), default=0)
+        if len(moov) != 1 or moov[0][0] < mdat_end or moov[0][0] + moov[0][1] != end:
+            raise DeliveryError("cannot add HDR metadata boxes: the movie header is not at the end of the file")
+        start, size = moov[0]
+        f.seek(start)
+        new = _rewrite_moov(f.read(size), {b"mdcv": mastering.mdcv_payload(),
+                                           b"clli": struct.pack(">2H", max_cll, max_fall)})
         f.seek(start)
         f.write(new)
         f.truncate()
@@ -732,6 +746,8 @@ class HdrMasterWriter:
                 "x265-params": self.x265_params(*(levels or (None, None)))}
         s.options = opts
         self._stream = s
+        self._last_dts: int | None = None
+        self._frame_ticks = max(1, round(1 / (self.fps * self.time_base)))
         if self._audio is not None:
             self._audio.attach(out)
         try:
@@ -757,6 +773,15 @@ class HdrMasterWriter:
             self._mux_video(pkt)
 
     def _mux_video(self, pkt: Any) -> None:
+        # x265 reports a garbage DTS for the first packet of a clip shorter than its reorder
+        # delay (1-2 frames at the fast presets). A DTS must increase and not pass the PTS: a
+        # packet that breaks this gets the nearest valid value (never the case for longer clips).
+        last, pts = self._last_dts, pkt.pts
+        if pts is not None and (pkt.dts is None or pkt.dts > pts
+                                or (last is not None and pkt.dts <= last)
+                                or (last is None and pkt.dts < pts - 1000 * self._frame_ticks)):
+            pkt.dts = pts if last is None else min(pts, last + 1)
+        self._last_dts = pkt.dts
         if self._audio is not None and pkt.dts is not None:
             self._audio.mux_until(self._out, float(pkt.dts * pkt.time_base))
         self._out.mux(pkt)
@@ -864,6 +889,11 @@ class HdrMasterWriter:
         self._spool = self._out = None
         # Unwind the stack as after an error: the temporary is deleted, not renamed.
         self._stack.__exit__(DeliveryError, DeliveryError("aborted"), None)
+
+    def __del__(self) -> None:  # a writer dropped without close(): leave no temporaries behind
+        if not getattr(self, "_closed", True):
+            with contextlib.suppress(Exception):
+                self.abort()
 
     def __enter__(self) -> "HdrMasterWriter":
         return self

@@ -52,6 +52,7 @@ __all__ = [
     "srgb_to_linear",
     "warping_error",
     "pair_warping_error",
+    "stabilise_expansion",
 ]
 
 LUMA709 = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -175,3 +176,37 @@ def warping_error(frames: Iterable[np.ndarray], pairs: Sequence[FlowPair]) -> tu
     per = [pair_warping_error(frames[t], frames[t - 1], pairs[t - 1]) for t in range(1, len(frames))]
     vals = [v for v in per if np.isfinite(v)]
     return (float(np.mean(vals)) if vals else float("nan")), per
+
+
+def stabilise_expansion(inputs_linear: Sequence[np.ndarray], outputs: Sequence[np.ndarray],
+                        pairs: Sequence[FlowPair], strength: float = 0.6) -> list[np.ndarray]:
+    """Prototype temporal stabiliser (bench only; not wired into the pipeline): flow-guided
+    recursive blending of the *expansion*, not of the picture.
+
+    The expansion of frame t is its log luminance gain over the input's linear light,
+    ``g_t = log(Y(out_t) / Y(in_t))`` (zero where a model keeps the input). Where the input's
+    flow says a pixel was visible in frame t-1, the gain is blended with the previous frame's
+    stabilised gain warped onto frame t: ``g'_t = strength * warp(g'_t-1) + (1 - strength) * g_t``;
+    elsewhere (occlusions, the strip a pan brings in) ``g'_t = g_t``. The output is
+    ``out_t * exp(g'_t - g_t)``: the current frame's texture, colour and well-exposed pixels
+    stay as the model made them (no ghosting of detail); only the brightness of what the model
+    invented is smoothed along the motion. Causal, one frame of state, so it streams.
+    """
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"strength must lie in [0, 1), got {strength}")
+    if len(outputs) != len(pairs) + 1 or len(inputs_linear) != len(outputs):
+        raise ValueError("need T inputs, T outputs and T - 1 flow pairs")
+    eps = np.float32(1e-4)
+    result, prev = [], None
+    for t, (lin, out) in enumerate(zip(inputs_linear, outputs)):
+        out = np.asarray(out, np.float32)
+        g = np.log(np.maximum(out @ LUMA709, eps) / np.maximum(np.asarray(lin, np.float32) @ LUMA709, eps))
+        if prev is not None:
+            pair = pairs[t - 1]
+            blended = strength * warp(prev, pair.flow) + (1.0 - strength) * g
+            g_new = np.where(pair.mask, blended, g).astype(np.float32)
+        else:
+            g_new = g
+        result.append(out * np.exp(g_new - g)[..., None])
+        prev = g_new
+    return result

@@ -87,3 +87,23 @@ def test_error_definition_on_a_known_pair():
 def test_pq_encode_puts_white_at_203_nits():
     assert T.pq_encode(np.ones((1, 1, 3)))[0, 0, 0] == pytest.approx(0.5807, abs=1e-4)
     assert T.pq_encode(np.zeros((1, 1, 3)))[0, 0, 0] < 1e-6
+
+
+def test_stabiliser_removes_injected_highlight_flicker_and_keeps_the_rest(texture):
+    frames = pan(texture, frames=8)
+    pairs = T.input_flows(frames)
+    lin = [T.srgb_to_linear(f) for f in frames]
+    rng = np.random.default_rng(3)
+    outs = []
+    for x in lin:  # a "model" that expands the bright half of the picture by a flickering gain
+        gain = np.where((x @ T.LUMA709) > np.median(x @ T.LUMA709), 4.0 * (1 + 0.1 * rng.standard_normal()), 1.0)
+        outs.append(x * gain[..., None].astype(np.float32))
+    raw, _ = T.warping_error([T.pq_encode(o) for o in outs], pairs)
+    fixed = T.stabilise_expansion(lin, outs, pairs, strength=0.6)
+    stable, _ = T.warping_error([T.pq_encode(o) for o in fixed], pairs)
+    assert stable < 0.5 * raw
+    np.testing.assert_array_equal(fixed[0], outs[0])  # the first frame has no history
+    dark = (lin[5] @ T.LUMA709) < 0.5 * np.median(lin[5] @ T.LUMA709)
+    np.testing.assert_allclose(fixed[5][dark], outs[5][dark], rtol=1e-4)  # unexpanded pixels untouched
+    with pytest.raises(ValueError, match="strength"):
+        T.stabilise_expansion(lin, outs, pairs, strength=1.0)
