@@ -77,10 +77,13 @@ __all__ = [
     "MasteringDisplay",
     "DisplayMapping",
     "ycbcr420_from_rgb",
+    "quantise_narrow",
     "frame_light_levels",
     "LightLevels",
     "HdrMasterWriter",
     "MasterReport",
+    "add_hdr_boxes",
+    "PEAK_RANGE",
 ]
 
 
