@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-main test-blender venv dev bench eval eval-cvvdp clean
+.PHONY: demo test test-main test-blender test-ofx ofx venv dev bench eval eval-cvvdp clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ $(BLENDER_VENV)/.stamp: pyproject.toml
 test-blender: dev $(BLENDER_VENV)/.stamp
 	HDRLIFT_SERVER_PYTHON=$(abspath $(PY)) $(BLENDER_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/nodes
 
+# The OpenFX plug-in (rules in nodes/ofx/ofx.mk; Debian packages installed when missing, as root).
+include nodes/ofx/ofx.mk
+ofx: ofx-bundle
+
+test-ofx: dev ofx-bundle
+	$(MAKE) --no-print-directory ofx-test-run
+
 bench: dev
 	$(PY) bench/bench_hdr_video.py
 
@@ -73,4 +80,4 @@ eval-cvvdp: $(CVVDP_VENV)/.stamp
 	$(CVVDP_VENV)/bin/hdrlift-eval $(EVAL_ARGS) --cvvdp
 
 clean:
-	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) nodes/blender/dist demo_out build *.egg-info
+	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) nodes/blender/dist nodes/ofx/build demo_out build *.egg-info

@@ -277,8 +277,8 @@ struct Image {
   }
   float sample(const char *p, int c) const {
     switch (depth) {
-      case 1: return reinterpret_cast<const uint8_t *>(p)[c] * (1.0f / 255.0f);
-      case 2: return reinterpret_cast<const uint16_t *>(p)[c] * (1.0f / 65535.0f);
+      case 1: return float(reinterpret_cast<const uint8_t *>(p)[c]) / 255.0f;
+      case 2: return float(reinterpret_cast<const uint16_t *>(p)[c]) / 65535.0f;
       default: return reinterpret_cast<const float *>(p)[c];
     }
   }

@@ -23,6 +23,7 @@ import os
 import pathlib
 import re
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -51,6 +52,42 @@ def closure(path: pathlib.Path) -> dict[str, pathlib.Path]:
         elif "not found" in line:
             sys.exit(f"bundle.py: {path.name} needs a library the system lacks: {line.strip()}")
     return libs
+
+
+STB_GLOBAL, STB_GNU_UNIQUE = 1, 10
+
+
+def unshare_unique_symbols(path: pathlib.Path) -> int:
+    """Turn the library's STB_GNU_UNIQUE symbols into plain global ones; returns how many.
+
+    g++ gives the static locals of inline functions and template static members (gRPC's
+    NoDestructSingleton<...>::value_, protobuf's default instances...) the GNU_UNIQUE binding,
+    and the dynamic linker keeps ONE definition of such a symbol per process whatever the scopes:
+    RTLD_LOCAL and RTLD_DEEPBIND do not apply to them. A host that already loaded the system's
+    libgrpc would hand the bundle's copy its singletons (and the other way round): the plug-in
+    crashed in grpc_event_engine's constructor that way. As plain globals they bind like any
+    other symbol: to the bundle's own definition first (DEEPBIND)."""
+    data = bytearray(path.read_bytes())
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        sys.exit(f"bundle.py: {path.name} is not a 64-bit little-endian ELF file")
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    changed = 0
+    for k in range(shnum):
+        sh = shoff + k * shentsize
+        sh_type, = struct.unpack_from("<I", data, sh + 4)
+        if sh_type not in (2, 11):  # SHT_SYMTAB, SHT_DYNSYM
+            continue
+        off, size = struct.unpack_from("<QQ", data, sh + 0x18)
+        entsize, = struct.unpack_from("<Q", data, sh + 0x38)
+        for sym in range(off, off + size, entsize or 24):
+            info = data[sym + 4]
+            if info >> 4 == STB_GNU_UNIQUE:
+                data[sym + 4] = (STB_GLOBAL << 4) | (info & 0xF)
+                changed += 1
+    if changed:
+        path.write_bytes(bytes(data))
+    return changed
 
 
 def renamed(soname: str) -> str:
@@ -86,6 +123,7 @@ def main() -> int:
         shutil.copy2(src, dst)
         os.chmod(dst, 0o755)
         run("patchelf", "--set-soname", names[soname], str(dst))
+        unshare_unique_symbols(dst)
         targets.append(dst)
     for t in targets:
         args = []
@@ -95,8 +133,11 @@ def main() -> int:
         if args:
             run("patchelf", *args, str(t))
         run("patchelf", "--set-rpath", "$ORIGIN", str(t))
-    # check: every library of the bundle resolves its needs inside the bundle or the runtime
+    # check: every library of the bundle resolves its needs inside the bundle or the runtime, and
+    # none keeps a process-wide (GNU_UNIQUE) symbol
     for t in targets:
+        if " UNIQUE " in run("readelf", "--dyn-syms", "-W", str(t)):
+            sys.exit(f"bundle.py: {t.name} still has GNU_UNIQUE symbols")
         for n in needed(t):
             if not RUNTIME.match(n) and not (libdir / n).exists():
                 sys.exit(f"bundle.py: {t.name} still needs {n}, which the bundle lacks")
