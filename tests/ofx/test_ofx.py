@@ -385,8 +385,8 @@ def test_host_own_grpc_and_protobuf_keep_working_beside_the_plugin(tmp_path, ser
     assert crossings == [], crossings[:5]
 
 
-def test_host_runs_without_the_test_host_linking_anything_else():
-    """ofxtesthost is a real executable linked against the system's gRPC (the clash test needs
-    it): check it really is, so the test above means something."""
+def test_the_test_host_links_the_system_grpc_and_protobuf():
+    """The clash test above means something only if ofxtesthost really has the system's gRPC
+    and protobuf loaded with global symbols."""
     dyn = subprocess.run(["readelf", "-d", str(HOST)], capture_output=True, text=True, check=True).stdout
     assert "libgrpc++.so.1.51" in dyn and "libprotobuf.so.32" in dyn

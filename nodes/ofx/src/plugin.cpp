@@ -701,10 +701,14 @@ OfxStatus render(OfxImageEffectHandle e, OfxPropertySetHandle in) {
   Image dst;
   if (!dst.fetch(inst->output, t, nullptr, &err, "output")) return fail(err);
   if (dst.depth != 4) return fail("the host gave a non-float output image; HDR output must be float");
+  // the whole source frame (its region of definition); an infinite or unknown one: what the
+  // host gives for the region of interest
   OfxRectD rod{0, 0, 0, 0};
-  gEffect->clipGetRegionOfDefinition(inst->source, t, &rod);
+  bool finite = gEffect->clipGetRegionOfDefinition(inst->source, t, &rod) == kOfxStatOK && rod.x2 > rod.x1 &&
+                rod.y2 > rod.y1 && std::fabs(rod.x1) < 1e8 && std::fabs(rod.y1) < 1e8 && std::fabs(rod.x2) < 1e8 &&
+                std::fabs(rod.y2) < 1e8;
   Image src;
-  if (!src.fetch(inst->source, t, &rod, &err, "source")) return fail(err);
+  if (!src.fetch(inst->source, t, finite ? &rod : nullptr, &err, "source")) return fail(err);
   const int w = src.width(), h = src.height();
   if (w < 1 || h < 1) return fail("the source image is empty");
   if (double(w) * double(h) > double(1 << 30)) return fail("the source image is too large");
