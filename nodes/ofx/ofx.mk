@@ -11,8 +11,6 @@ OFX_BUNDLE  := $(OFX_BUILD)/hdrlift.ofx.bundle
 OFX_DEBS    := cmake make g++ pkg-config binutils patchelf openssl libgrpc++-dev libprotobuf-dev \
                protobuf-compiler protobuf-compiler-grpc
 OFX_TOOLS   := cmake g++ make pkg-config nm readelf patchelf openssl protoc grpc_cpp_plugin
-OFX_SOURCES := $(shell find $(OFX_SRC)/src $(OFX_SRC)/openfx $(OFX_SRC)/host $(OFX_SRC)/tools \
-                 $(OFX_SRC)/resources -type f 2>/dev/null) $(OFX_SRC)/CMakeLists.txt plugin/proto/hdrlift/v1/hdrlift.proto
 
 .PHONY: ofx-debs ofx-bundle ofx-test-run ofx-clean
 
@@ -29,11 +27,9 @@ ofx-debs:
 $(OFX_BUILD)/CMakeCache.txt: $(OFX_SRC)/CMakeLists.txt | ofx-debs
 	nice -n 10 $(OFX_CMAKE) -S $(OFX_SRC) -B $(OFX_BUILD) -DCMAKE_BUILD_TYPE=Release
 
-$(OFX_BUILD)/.stamp: $(OFX_BUILD)/CMakeCache.txt $(OFX_SOURCES) | ofx-debs
+# CMake tracks the sources: building again when nothing changed takes a second
+ofx-bundle: ofx-debs $(OFX_BUILD)/CMakeCache.txt
 	nice -n 10 $(OFX_CMAKE) --build $(OFX_BUILD) -j$(OFX_JOBS)
-	touch $@
-
-ofx-bundle: ofx-debs $(OFX_BUILD)/.stamp
 
 # the tests, with the build they test (called by test-ofx once dev and the bundle are ready)
 ofx-test-run:

@@ -272,10 +272,10 @@ def test_input_space_from_the_host_and_a_host_without_multiple_depths(tmp_path, 
     np.testing.assert_allclose(run.output, want, rtol=1e-6, atol=1e-7)
 
 
-def test_two_instances_render_at_once(tmp_path, server):
+def test_two_instances_render_at_once_in_the_general_context(tmp_path, server):
     img = straight_image(64, 80, seed=17)
     run = run_host(tmp_path, img, premult="opaque", instances=2, tiles=(40, 32), parallel=True,
-                   params={"servers": server, "model": "landis"})
+                   params={"servers": server, "model": "landis"}, extra=["context general"])
     want = reference(server, img, model="landis").hdr
     for i in range(2):
         assert set(run.render_status(i)) == {0}
@@ -299,6 +299,19 @@ def test_server_down_fails_with_one_line_and_no_hang(tmp_path, closed_port):
     assert f"server 127.0.0.1:{closed_port}: UNAVAILABLE" in one_error(run)
     assert run.seconds < 20
     assert (run.output == -7.0).all()  # nothing written
+
+
+def test_several_servers_fail_over_to_the_one_that_answers(tmp_path, server, closed_port):
+    """As the Python client: one channel round-robin over the addresses, a dead one skipped."""
+    img = straight_image(20, 30, seed=19)
+    servers = f"127.0.0.1:{closed_port},{server}"
+    run = run_host(tmp_path, img, premult="opaque", instances=2,
+                   params={"servers": servers, "model": "inverse-crf", "timeout": 30})
+    want = reference(server, img, model="inverse-crf").hdr
+    for i in range(2):
+        assert run.render_status(i) == [0]
+        np.testing.assert_array_equal(run.outputs[i], want)
+    assert run.errors() == []
 
 
 def test_unknown_model_and_unknown_colour_space(tmp_path, server):

@@ -147,6 +147,7 @@ def main() -> int:
         m = re.match(r"\s*(\S+)\s+=>\s+(\S+)", line)
         if m and not RUNTIME.match(m.group(1)) and not m.group(2).startswith(str(libdir.resolve())):
             sys.exit(f"bundle.py: {m.group(1)} resolves outside the bundle: {m.group(2)}")
+    os.utime(binary / "hdrlift.ofx")  # newer than its inputs: the build's stamp of the bundle
     shutil.rmtree(a.out, ignore_errors=True)
     tmp.rename(a.out)
     print(f"{a.out} ({len(deps)} libraries bundled)")
