@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-main test-leaf test-blender venv dev bench eval eval-cvvdp clean
+.PHONY: demo test test-main test-leaf test-blender test-ofx test-farm farm-demo ofx venv dev bench eval eval-cvvdp clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: venv
 	@echo "EXRs in demo_out/exr/, side-by-side preview (input | reconstruction 3 stops darker) in demo_out/preview.png"
 
 # Every suite runs, whatever failed before it; the summary names the failed ones (exit 1).
-SUITES ?= test-main test-leaf test-blender
+SUITES ?= test-main test-leaf test-blender test-ofx
 test:
 	@failed=""; for s in $(SUITES); do $(MAKE) --no-print-directory $$s || failed="$$failed $$s"; done; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; echo "make test: every suite passed ($(SUITES))"
@@ -67,6 +67,27 @@ $(BLENDER_VENV)/.stamp: pyproject.toml
 test-blender: dev $(BLENDER_VENV)/.stamp
 	HDRLIFT_SERVER_PYTHON=$(abspath $(PY)) $(BLENDER_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/nodes
 
+# Render-farm jobs (hdrlift-farm, docs/farm.md). test-main runs tests/farm with the rest; this
+# target runs it alone. farm-demo writes the OpenJD bundle for the demo clip and runs it.
+test-farm: dev
+	$(PY) -m pytest -q tests/farm
+
+FARM_DEMO ?= demo_out/farm
+farm-demo: dev
+	rm -rf $(FARM_DEMO)
+	$(VENV)/bin/hdrlift-make-sample demo_out/sample.mp4
+	$(VENV)/bin/hdrlift-farm openjd demo_out/sample.mp4 $(FARM_DEMO)/exr/sample.####.exr --chunk 12 \
+	    --model inverse-crf --bundle $(FARM_DEMO)/bundle --hdrlift-farm $(abspath $(VENV))/bin/hdrlift-farm
+	$(VENV)/bin/openjd run $(FARM_DEMO)/bundle/template.yaml -p file://$(abspath $(FARM_DEMO))/bundle/openjd-params.json
+	@echo "EXRs in $(FARM_DEMO)/exr/; job bundle in $(FARM_DEMO)/bundle/ (deadline bundle submit $(FARM_DEMO)/bundle)"
+
+# The OpenFX plug-in (rules in nodes/ofx/ofx.mk; Debian packages installed when missing, as root).
+include nodes/ofx/ofx.mk
+ofx: ofx-bundle
+
+test-ofx: dev ofx-bundle
+	$(MAKE) --no-print-directory ofx-test-run
+
 bench: dev
 	$(PY) bench/bench_hdr_video.py
 
@@ -92,4 +113,4 @@ eval-cvvdp: $(CVVDP_VENV)/.stamp
 	$(CVVDP_VENV)/bin/hdrlift-eval $(EVAL_ARGS) --cvvdp
 
 clean:
-	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) $(LEAF_VENV) nodes/blender/dist demo_out build *.egg-info
+	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) $(LEAF_VENV) nodes/blender/dist nodes/ofx/build demo_out build *.egg-info
