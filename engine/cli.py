@@ -98,6 +98,12 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
         t.add_argument("--transfer", help="bt709, iec61966-2-1 (sRGB), gamma22...")
         t.add_argument("--matrix", help="bt709, smpte170m, bt470bg, bt2020nc...")
         t.add_argument("--range", choices=("tv", "pc"), help="tv (limited) or pc (full)")
+        v = ap.add_argument_group("video pictures")
+        v.add_argument("--no-autorotate", action="store_true", help="convert frames as coded, ignoring the "
+                       "stream's display matrix (default: upright, as players show them)")
+        v.add_argument("--deinterlace", action="store_true", help="deinterlace interlaced video first (FFmpeg's "
+                       "yadif, one frame per frame); without it interlaced frames convert as progressive, with "
+                       "a warning")
     o = ap.add_argument_group("output (OpenEXR)")
     o.add_argument("--float", action="store_true", help="write 32-bit float (default half float)")
     o.add_argument("--compression", default="zip", choices=EXR_COMPRESSIONS, help="EXR compression (default zip)")
@@ -206,7 +212,7 @@ def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
         compression=args.compression, mask_layer=args.mask_layer, single=not video,
         progress=None if args.quiet else default_progress(), reader_options=reader_options,
         ocio_config=args.ocio_config, connect_timeout=args.server_timeout, max_frame_pixels=args.max_frame_pixels,
-        **conn)
+        warn=_warner(prog), **conn)
     if not args.quiet:
         _summary(prog, report)
     return 0
@@ -219,8 +225,20 @@ def _frame_range(args: argparse.Namespace, video: bool) -> tuple[int | None, int
 
 
 def _reader_options(args: argparse.Namespace) -> dict:
-    """The stream colour-tag overrides the user gave (--primaries, --transfer, --matrix, --range)."""
-    return {k: getattr(args, k) for k in ("primaries", "transfer", "matrix", "range") if getattr(args, k)}
+    """The reader options the user gave: stream colour-tag overrides (--primaries, --transfer,
+    --matrix, --range), --no-autorotate, --deinterlace."""
+    opts = {k: getattr(args, k) for k in ("primaries", "transfer", "matrix", "range") if getattr(args, k)}
+    if args.no_autorotate:
+        opts["autorotate"] = False
+    if args.deinterlace:
+        opts["deinterlace"] = True
+    return opts
+
+
+def _warner(prog: str):
+    def warn(message: str) -> None:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+    return warn
 
 
 def _summary(prog: str, report) -> None:
@@ -266,11 +284,11 @@ def _body(ap: argparse.ArgumentParser, args: argparse.Namespace, prog: str, vide
         start, end = _frame_range(args, video)
         report = pipe.convert(args.input, args.output, start=start, end=end, every=args.every,
                               resume=args.resume, overwrite=args.overwrite, progress=progress,
-                              preview=args.preview, reader_options=_reader_options(args))
+                              preview=args.preview, reader_options=_reader_options(args), warn=_warner(prog))
     else:
         start, end = _frame_range(args, video)
         report = pipe.convert(args.input, args.output, start=start, end=end, overwrite=args.overwrite,
-                              progress=progress, preview=args.preview, single=True)
+                              progress=progress, preview=args.preview, single=True, warn=_warner(prog))
     if not args.quiet:
         _summary(prog, report)
     return 0

@@ -59,6 +59,7 @@ __all__ = [
     "ColourManager",
     "Converter",
     "colorspace_from_tags",
+    "choose_input_space",
     "to_network",
     "from_network",
 ]
@@ -86,6 +87,9 @@ _SPACES: dict[str, tuple[str, ...]] = {
     "g24_rec2020": ("Gamma 2.4 Encoded Rec.2020", "g24_rec2020_scene", "g24_rec2020_tx",
                     "g24_rec2020"),
     "srgb_p3d65": ("sRGB Encoded P3-D65", "srgb_p3d65_scene", "srgb_encoded_p3d65", "srgb_p3d65"),
+    "g22_adobergb": ("Gamma 2.2 Encoded AdobeRGB", "g22_adobergb_scene", "g22_encoded_adobergb", "adobergb"),
+    "g18_rec709": ("Gamma 1.8 Encoded Rec.709", "g18_rec709_scene", "g18_rec709_tx", "g18_rec709"),
+    "srgb_ap1": ("sRGB Encoded AP1", "srgb_ap1_scene", "srgb_encoded_ap1", "srgb_ap1"),
     "xyz_d65_scene": ("CIE XYZ-D65 - Scene-referred", "lin_ciexyzd65_scene", "cie_xyz_d65_scene"),
 }
 
@@ -115,6 +119,32 @@ _EXACT = ocio.OptimizationFlags(
     int(ocio.OPTIMIZATION_VERY_GOOD) & ~int(ocio.OPTIMIZATION_FAST_LOG_EXP_POW))
 _VIDEO_ENCODINGS = {"sdr-video", "hdr-video", "edr-video", "display-linear"}
 _ACES_WHITE_TOKEN = re.compile(r"aces|(?<![a-z])ap[01](?![0-9])")
+
+
+# the networks' working primaries beyond Rec.709, narrowest first (ColourManager.working_space)
+_WIDER_PRIMARIES = ("lin_p3d65", "lin_rec2020", "acescg")
+
+
+class _SrgbEncoded:
+    """A conversion to a linear space followed by the sRGB encoding curve (IEC 61966-2-1): the
+    networks' input domain in other working primaries than Rec.709. Behaves as a Converter."""
+
+    __slots__ = ("src", "dst", "_to_linear")
+
+    def __init__(self, to_linear: "Converter"):
+        self.src = to_linear.src
+        self.dst = f"sRGB-encoded {to_linear.dst}"
+        self._to_linear = to_linear
+
+    is_identity = False
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        from hdrlift.engine.colour_maths import linear_to_srgb
+
+        return np.ascontiguousarray(linear_to_srgb(self._to_linear(rgb)), dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"Converter({self.src!r} -> {self.dst!r})"
 
 
 def _norm_alias(name: str) -> str:
@@ -390,6 +420,52 @@ class ColourManager:
                 self._cache[key] = conv
         return conv
 
+    # -- the network's working primaries -------------------------------------------------------
+    def working_space(self, space: str) -> str | None:
+        """The primaries the networks work in for input ``space``. None: Rec.709, the networks'
+        own domain (:data:`NETWORK_INPUT_SPACE` / :data:`NETWORK_OUTPUT_SPACE`, the one they were
+        trained in), whenever the input's primaries lie within it. Otherwise the config's name
+        of the first of linear P3-D65, Rec.2020 and AP1 whose gamut holds them: a P3 still or a
+        BT.2020 clip keeps its gamut instead of being clipped to Rec.709. The networks then see
+        sRGB-encoded code values in those primaries; what they do is per pixel and channel, so
+        the primaries matter little to them, and a colour outside Rec.709 comes out as OCIO's
+        own conversion wherever nothing was clipped."""
+        name = self.resolve(space)
+        key = ("working", name)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        probe = np.eye(3, dtype=np.float32)  # the input's primaries at full code value
+
+        def holds(rgb: np.ndarray) -> bool:
+            return bool(np.isfinite(rgb).all() and rgb.min() >= -1e-4 * max(1.0, float(np.abs(rgb).max())))
+
+        chosen = None
+        if not holds(self.network_converter(name, to_network=True)(probe.copy())):
+            for space_id in _WIDER_PRIMARIES:
+                candidate = self._find(space_id)
+                if candidate is not None:
+                    chosen = candidate
+                    if holds(self.converter(name, candidate)(probe.copy())):
+                        break
+        with self._lock:
+            self._cache[key] = chosen
+        return chosen
+
+    def to_network(self, space: str) -> "Converter | _SrgbEncoded":
+        """``space`` -> sRGB-encoded code values in the working primaries of ``space`` (not yet
+        clipped): OCIO to :data:`NETWORK_INPUT_SPACE` for Rec.709 inputs, as always."""
+        working = self.working_space(space)
+        if working is None:
+            return self.network_converter(space, to_network=True)
+        return _SrgbEncoded(self.converter(space, working))
+
+    def from_network(self, working: str | None, space: str) -> Converter:
+        """The networks' output (scene-linear in ``working``; None: Rec.709) -> ``space``."""
+        if working is None:
+            return self.network_converter(space, to_network=False)
+        return self.converter(working, space)
+
     def _cross_config(self, name: str, net: str, to_network: bool) -> Converter:
         user, builtin = self._config, _builtin_config()
         label = f"{net} (built-in studio config)"
@@ -647,6 +723,28 @@ def colorspace_from_tags(tags: Any, cm: ColourManager, default: str | None = Non
                           f"{cm.config_name} does not define; pass --input-colorspace, or use a "
                           f"config that defines it (e.g. ocio/hdrlift.ocio)")
     return found
+
+
+def choose_input_space(cm: ColourManager, *, given: str | None = None, tags: Any = None, profile: Any = None) -> str:
+    """The colour space of an input's code values, in this order: the user's
+    (``--input-colorspace``); the user's tag overrides (``tags`` of a still); the image's
+    embedded ICC profile (:class:`hdrlift.engine.io.icc.Profile`), honoured when it names a
+    space hdrlift knows and refused aloud otherwise; a stream's colour tags; sRGB."""
+    if given:
+        return cm.resolve(given)
+    if profile is not None and tags is None:
+        where = f"{profile.source} carries" if profile.source else "the input carries"
+        if profile.space_id is None:
+            raise ColourError(f"{where} an {profile.summary()} that hdrlift does not map to a colour space; pass "
+                              "--input-colorspace NAME to say how its pixels are encoded")
+        found = cm._find(profile.space_id)
+        if found is None:
+            raise ColourError(f"{where} an {profile.summary()}, but OCIO config {cm.config_name} has no such "
+                              "colour space; pass --input-colorspace NAME")
+        return found
+    if tags is None:
+        return cm.resolve("srgb")
+    return colorspace_from_tags(tags, cm)
 
 
 def to_network(cm: ColourManager, input_space: str) -> Converter:

@@ -58,6 +58,7 @@ class RunReport:
     timings: dict[str, float]  # busy seconds per stage: decode, colour (in + out), model, encode
     model: str = ""
     where: str = ""  # "torch/cpu", or the servers' addresses
+    notes: list[str] = dataclasses.field(default_factory=list)  # warnings about the source
 
     @property
     def fps(self) -> float:
@@ -84,6 +85,7 @@ class Work:
     target: pathlib.Path
     payload: Any
     preview: bool
+    alpha: np.ndarray | None = None  # the source's alpha (straight), written as the EXR's A
 
 
 @dataclasses.dataclass
@@ -104,8 +106,9 @@ class FrameStep(abc.ABC):
         """The colour space the frames come out in."""
 
     @abc.abstractmethod
-    def input_space_for(self, tags) -> str:
-        """The input colour space: the user's choice, else the stream's tags (None: a still)."""
+    def input_space_for(self, tags, profile=None) -> str:
+        """The input colour space: the user's choice, else the stream's tags or a still's
+        embedded ICC profile (:func:`hdrlift.engine.colour.choose_input_space`)."""
 
     def open(self, input_space: str) -> None:
         """Called once the input space is known, before the first ``prepare``."""
@@ -370,6 +373,7 @@ def convert(
     batch: int = 1,
     confine: Callable[[pathlib.Path], None] | None = None,
     max_frame_pixels: int = MAX_FRAME_PIXELS,
+    warn: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Convert a video, image sequence or still to EXR files through ``step``.
 
@@ -377,7 +381,9 @@ def convert(
     ``####``/``%04d``, or, with ``single=True``, one EXR path for one frame (a still, or the one
     frame ``start``-``end`` selects). ``confine(path)`` (a server's ``--root`` rule) is called on
     the output folder before it is made, and on every file before and after it is written; it
-    raises when the path resolves outside what is allowed.
+    raises when the path resolves outside what is allowed. ``warn(message)`` hears what the
+    source says the user should know (an interlaced video converted as progressive...); the
+    report keeps the same lines in ``notes``.
     """
     from hdrlift.engine.io import exr
     from hdrlift.engine.io.images import open_source
@@ -405,6 +411,10 @@ def convert(
     written: list[pathlib.Path] = []
     skipped: list[pathlib.Path] = []
     with reader:
+        notes = list(getattr(reader, "notes", []))
+        for note in notes:
+            if warn is not None:
+                warn(note)
         w, h = int(reader.width), int(reader.height)
         if w * h > max_frame_pixels:
             raise InputError(f"{source} is {w}x{h}, above the {max_frame_pixels:,}-pixel frame limit; pass "
@@ -414,7 +424,7 @@ def convert(
             many = f"has {total} frames" if total else "is a video"
             raise InputError(f"{source} {many}; one EXR holds one frame: pick it (hdr-image --frame N) or convert "
                              "the sequence with hdr-video")
-        input_space = step.input_space_for(getattr(reader, "tags", None))
+        input_space = step.input_space_for(getattr(reader, "tags", None), getattr(reader, "profile", None))
         step.open(input_space)
         if confine is not None:
             confine(out_dir)
@@ -446,7 +456,7 @@ def convert(
             t = time.perf_counter()
             payload = step.prepare(rgb)
             colour_in[0] += time.perf_counter() - t
-            return Work(frame.number, target, payload, want_preview)
+            return Work(frame.number, target, payload, want_preview, getattr(frame, "alpha", None))
 
         items = DecodeThread(reader.frames(start=start, end=end, every=every), timings, prepare,
                              max(queue_size, batch))
@@ -454,7 +464,7 @@ def convert(
         pending: list[tuple[pathlib.Path, Future]] = []
         done = 0
 
-        def write(path: pathlib.Path, out, number: int) -> tuple[float, float]:
+        def write(path: pathlib.Path, out, number: int, alpha) -> tuple[float, float]:
             """Encode worker: the step's finish (colour out), then the atomic EXR write."""
             t = time.perf_counter()
             hdr, mask = step.finish(out)
@@ -465,7 +475,7 @@ def convert(
             if confine is not None:
                 confine(path)
             exr.write_exr(path, hdr, half=settings.half, compression=settings.compression, attributes=attrs,
-                          layers=layers)
+                          layers=layers, alpha=alpha)
             if confine is not None:
                 try:
                     confine(path)  # the folder may have been swapped for a link while the frame was written
@@ -501,7 +511,7 @@ def convert(
                     # bounded: wait for the oldest write before queueing more
                     while len(pending) >= queue_size:
                         finish_oldest()
-                    pending.append((w.target, pool.submit(write, w.target, out, w.number)))
+                    pending.append((w.target, pool.submit(write, w.target, out, w.number, w.alpha)))
                     done += 1
                     if progress:
                         progress(done, total, time.perf_counter() - t0)
@@ -527,7 +537,7 @@ def convert(
         write_preview(preview, *preview_pick)
     return RunReport(written=written, skipped=skipped, frames=done, seconds=time.perf_counter() - t0,
                      input_space=input_space, output_space=step.output_space, timings=timings,
-                     model=step.model, where=step.where)
+                     model=step.model, where=step.where, notes=notes)
 
 
 class DecodeThread:

@@ -32,10 +32,12 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pathlib
 import sys
 
 import numpy as np
 
+from hdrlift.engine.convert import prepare_dir
 from hdrlift.engine.entrypoint import run_cli
 from hdrlift.engine.errors import InputError, OutputError
 
@@ -281,6 +283,7 @@ def _merge(args: argparse.Namespace) -> int:
         raise OutputError(f"output must be an .exr file, got {output!r}")
     if os.path.exists(output) and not args.overwrite:
         raise OutputError(f"{output} exists; pass --overwrite to replace it")
+    prepare_dir(pathlib.Path(output).parent)  # as hdr-image does: the output's folder is made
     images, times, order = load_bracket(inputs, args.ev)
     ref = len(images) // 2
     shifts = [(0, 0)] * len(images)

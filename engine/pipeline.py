@@ -30,8 +30,9 @@ import numpy as np
 
 from hdrlift.engine.colour import (
     DEFAULT_OUTPUT_SPACE,
+    NETWORK_OUTPUT_SPACE,
     ColourManager,
-    colorspace_from_tags,
+    choose_input_space,
 )
 from hdrlift.engine.convert import MAX_FRAME_PIXELS, ExrSettings, FrameStep, RunReport, Skip, Work, check_frame
 from hdrlift.engine.convert import convert as convert_files
@@ -78,7 +79,7 @@ class PipelineOptions:
 class FrameResult:
     hdr: np.ndarray  # H x W x 3 float32, scene-linear in the output space
     mask: np.ndarray  # H x W float32 in [0, 1]: how much each pixel was expanded
-    linear709: np.ndarray  # H x W x 3 float32 in the network output domain (for previews)
+    linear709: np.ndarray  # H x W x 3 float32, scene-linear Rec.709 (for previews)
 
 
 class Pipeline:
@@ -90,7 +91,6 @@ class Pipeline:
         self.options = opts
         self.colour = ColourManager(opts.ocio_config)
         self.output_space = self.colour.resolve(opts.output_space)
-        self._to_output = self.colour.network_converter(self.output_space, to_network=False)
         info = get_info(opts.model)
         if info.kind == "fusion":
             raise ModelError(f"model {opts.model!r} merges exposure brackets; use hdr-merge --method {opts.model}")
@@ -111,31 +111,40 @@ class Pipeline:
             self.chromaticities = None
 
     # -- the stages ------------------------------------------------------------------------
-    def input_space_for(self, tags=None) -> str:
-        """The input colour space: the options' choice, else the stream's tags, else sRGB."""
-        if self.options.input_space:
-            return self.colour.resolve(self.options.input_space)
-        if tags is None:
-            return self.colour.resolve("srgb")
-        return colorspace_from_tags(tags, self.colour)
+    def input_space_for(self, tags=None, profile=None) -> str:
+        """The input colour space: the options' choice, else the user's tag overrides, else an
+        embedded ICC profile's, else the stream's tags, else sRGB (:func:`choose_input_space`)."""
+        return choose_input_space(self.colour, given=self.options.input_space, tags=tags, profile=profile)
 
     def colour_in(self, rgb: np.ndarray, input_space: str) -> np.ndarray:
         """Colour in + checks: ``rgb`` (``H x W x 3`` code values in ``input_space``, a resolved
-        name) -> the network's input domain, clipped to [0, 1]. InputError for a frame of the
-        wrong shape or with NaN/Inf values."""
+        name) -> the network's input domain (sRGB-encoded code values in the working primaries
+        of ``input_space``: :meth:`working_space`), clipped to [0, 1]. InputError for a frame of
+        the wrong shape or with NaN/Inf values."""
         return self._to_network(check_frame(rgb), input_space)
 
     def _to_network(self, rgb: np.ndarray, input_space: str) -> np.ndarray:
-        net_in = self.colour.network_converter(input_space, to_network=True)(rgb)
+        net_in = self.colour.to_network(input_space)(rgb)
         np.clip(net_in, 0.0, 1.0, out=net_in)
         return net_in
 
-    def colour_out(self, linear709: np.ndarray) -> np.ndarray:
-        """Colour out + checks: the network's output (linear Rec.709) -> the output space.
-        ModelError when the network produced NaN/Inf."""
-        if not np.isfinite(linear709).all():
+    def working_space(self, input_space: str) -> str | None:
+        """The linear space the network's output is in for frames from ``input_space``: None
+        (linear Rec.709, the networks' own domain) for Rec.709 inputs, wider primaries for wider
+        inputs (a P3 still, a BT.2020 clip) so that their gamut is not clipped
+        (:meth:`ColourManager.working_space`)."""
+        return self.colour.working_space(input_space)
+
+    def colour_out(self, linear: np.ndarray, working: str | None = None) -> np.ndarray:
+        """Colour out + checks: the network's output (scene-linear in ``working``; None: linear
+        Rec.709) -> the output space. ModelError when the network produced NaN/Inf."""
+        if not np.isfinite(linear).all():
             raise ModelError(f"model {self.model_name!r} produced non-finite values")
-        return self._to_output(linear709)
+        return self.colour.from_network(working, self.output_space)(linear)
+
+    def to_rec709(self, linear: np.ndarray, working: str | None) -> np.ndarray:
+        """Linear in ``working`` -> linear Rec.709 (previews): unchanged for Rec.709."""
+        return linear if working is None else self.colour.converter(working, NETWORK_OUTPUT_SPACE)(linear)
 
     def infer_frames(self, frames: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Network-domain frames of one size -> [(linear H x W x 3, mask H x W)]. One frame goes
@@ -153,7 +162,8 @@ class Pipeline:
         space = self.colour.resolve(input_space) if input_space else self.input_space_for(None)
         net_in = self.colour_in(rgb, space)
         lin, mask = self.infer_frames([net_in])[0]
-        return FrameResult(hdr=self.colour_out(lin), mask=mask, linear709=lin)
+        working = self.working_space(space)
+        return FrameResult(hdr=self.colour_out(lin, working), mask=mask, linear709=self.to_rec709(lin, working))
 
     def attributes(self) -> dict:
         """How this pipeline makes frames, for :func:`hdrlift.engine.io.exr.frame_attributes`."""
@@ -176,6 +186,7 @@ class Pipeline:
         reader_options: dict | None = None,
         single: bool = False,
         confine=None,
+        warn=None,
     ) -> RunReport:
         """Convert a video, image sequence or still to EXR files (:func:`hdrlift.engine.convert.convert`
         with a :class:`LocalStep`).
@@ -191,7 +202,7 @@ class Pipeline:
                              resume=resume, overwrite=overwrite, progress=progress, preview=preview,
                              reader_options=reader_options, single=single, queue_size=o.queue_size,
                              encode_workers=o.encode_workers, batch=self.batch, confine=confine,
-                             max_frame_pixels=o.max_frame_pixels)
+                             max_frame_pixels=o.max_frame_pixels, warn=warn)
 
 
 class LocalStep(FrameStep):
@@ -204,16 +215,18 @@ class LocalStep(FrameStep):
         self.model = pipeline.model_name
         self.where = f"{pipeline.backend.name}/{pipeline.backend.device}"
         self._input_space = ""
+        self._working: str | None = None
 
     @property
     def output_space(self) -> str:
         return self.p.output_space
 
-    def input_space_for(self, tags) -> str:
-        return self.p.input_space_for(tags)
+    def input_space_for(self, tags, profile=None) -> str:
+        return self.p.input_space_for(tags, profile)
 
     def open(self, input_space: str) -> None:
         self._input_space = input_space
+        self._working = self.p.working_space(input_space)
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         return self.p._to_network(rgb, self._input_space)  # the file loop has checked the frame
@@ -231,7 +244,7 @@ class LocalStep(FrameStep):
 
     def finish(self, output) -> tuple[np.ndarray, np.ndarray]:
         lin, mask = output
-        return self.p.colour_out(lin), mask
+        return self.p.colour_out(lin, self._working), mask
 
     def attributes(self, output) -> dict:
         return self.p.attributes()
@@ -245,7 +258,7 @@ class LocalStep(FrameStep):
         return want
 
     def preview(self, work: Work, output):
-        return work.payload, output[0]
+        return work.payload, self.p.to_rec709(output[0], self._working)
 
     def _groups(self, items: Iterable) -> Iterator:
         """``Skip`` items one by one, ``Work`` items in lists of up to ``batch`` frames of one size

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from hdrlift.engine.colour import ColourManager, colorspace_from_tags
+from hdrlift.engine.colour import ColourManager, choose_input_space
 from hdrlift.engine.convert import MAX_FRAME_PIXELS, ExrSettings, FrameStep, RunReport, Skip, check_range, convert
 from hdrlift.engine.errors import HdrliftError, OutputError
 from hdrlift.engine.io.exr import COMPRESSIONS
@@ -53,12 +53,10 @@ class RemoteStep(FrameStep):
     def output_space(self) -> str:
         return self._output_space
 
-    def input_space_for(self, tags) -> str:
+    def input_space_for(self, tags, profile=None) -> str:
         if self._user_input_space:
             return self._user_input_space  # the server resolves it (and says how in each reply)
-        if tags is not None:
-            return colorspace_from_tags(tags, self.colour)
-        return self.colour.resolve("srgb")
+        return choose_input_space(self.colour, tags=tags, profile=profile)
 
     def open(self, input_space: str) -> None:
         self._input_space = input_space
@@ -179,7 +177,8 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
                    progress: Callable[[int, int | None, float], None] | None = None,
                    reader_options: dict | None = None, ocio_config: str | None = None, wire_dtype: str = "float",
                    timeout: float | None = None, retries: int = 4, connect_timeout: float | None = 30.0,
-                   keepalive: float = DEFAULT_KEEPALIVE_S, max_frame_pixels: int = MAX_FRAME_PIXELS) -> RunReport:
+                   keepalive: float = DEFAULT_KEEPALIVE_S, max_frame_pixels: int = MAX_FRAME_PIXELS,
+                   warn: Callable[[str], None] | None = None) -> RunReport:
     """Convert ``source`` to EXRs here with the frames reconstructed on ``servers``.
 
     The server is asked first (``ListModels``, within ``connect_timeout``) whether it can run
@@ -208,7 +207,7 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
                          exr_settings=ExrSettings(half=half, compression=compression, mask_layer=mask_layer),
                          ocio_config_name=cm.config_name, start=start, end=end, every=every, resume=resume,
                          overwrite=overwrite, progress=progress, reader_options=reader_options, single=single,
-                         queue_size=2 * window, encode_workers=2, max_frame_pixels=max_frame_pixels)
+                         queue_size=2 * window, encode_workers=2, max_frame_pixels=max_frame_pixels, warn=warn)
     report.written.sort()
     report.skipped.sort()
     return report

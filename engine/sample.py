@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import sys
 from fractions import Fraction
 
 import numpy as np
 
 from hdrlift.engine.colour_maths import linear_to_srgb
+from hdrlift.engine.convert import prepare_dir
+from hdrlift.engine.entrypoint import run_cli
+from hdrlift.engine.errors import InputError
 
 
 def _value_noise(rng: np.random.Generator, h: int, w: int, cells: int, octaves: int = 4) -> np.ndarray:
@@ -119,7 +121,9 @@ def write_sample(path: str | os.PathLike, *, width: int = 640, height: int = 360
     if width % 2 or height % 2:
         raise ValueError("width and height must be even for 4:2:0 H.264")
     out = pathlib.Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_dir(out.parent)
+    if truth_dir is not None:
+        prepare_dir(pathlib.Path(truth_dir))
     scene = make_scene(width=max(int(width * 3.75), width + 2), height=max(int(height * 1.11), height))
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}{out.suffix}")
     try:
@@ -159,14 +163,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fps", type=int, default=24)
     ap.add_argument("--truth", metavar="DIR", help="also write the scene-linear ground truth as EXRs")
     args = ap.parse_args(argv)
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-        path = write_sample(args.output, width=w, height=h, frames=args.frames, fps=args.fps, truth_dir=args.truth)
-    except (ValueError, OSError) as exc:
-        print(f"hdrlift-make-sample: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} ({args.frames} frames, {args.size}, 8-bit H.264, sRGB transfer)")
-    return 0
+
+    def make() -> int:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise InputError(f"--size must be WIDTHxHEIGHT, got {args.size!r}") from None
+        try:
+            path = write_sample(args.output, width=w, height=h, frames=args.frames, fps=args.fps,
+                                truth_dir=args.truth)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        print(f"wrote {path} ({args.frames} frames, {args.size}, 8-bit H.264, sRGB transfer)")
+        return 0
+    return run_cli("hdrlift-make-sample", make)
 
 
 if __name__ == "__main__":

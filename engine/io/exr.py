@@ -184,13 +184,16 @@ def write_exr(
     compression: str = "zip",
     attributes: Mapping[str, Any] | None = None,
     layers: Mapping[str, np.ndarray] | None = None,
+    alpha: np.ndarray | None = None,
 ) -> None:
     """Write ``rgb`` (H x W x 3, finite) as an OpenEXR file, atomically.
 
-    Channels R, G, B (half or float per ``half``), then one channel ``NAME.Y`` per entry of
-    ``layers`` (H x W or H x W x 1). ``attributes``: header attributes; strings, ints, floats,
-    and sequences of numbers (``float[n]``; ``chromaticities`` must have 8). ``compression``:
-    an OpenEXR compression name (`COMPRESSIONS`).
+    Channels R, G, B (half or float per ``half``), ``A`` when ``alpha`` (H x W, straight as a
+    PNG or ProRes 4444 stores it) is given, then one channel ``NAME.Y`` per entry of ``layers``
+    (H x W or H x W x 1). OpenEXR colour is associated with its alpha, so R, G, B are written
+    multiplied by ``alpha``; A is written as given. ``attributes``: header attributes; strings,
+    ints, floats, and sequences of numbers (``float[n]``; ``chromaticities`` must have 8).
+    ``compression``: an OpenEXR compression name (`COMPRESSIONS`).
 
     Raises:
         InputError: wrong shape, non-finite pixels, a bad layer.
@@ -213,6 +216,10 @@ def write_exr(
     h, w = a.shape[:2]
     planes = [a]
     names = ["R", "G", "B"]
+    if alpha is not None:
+        al = _as_plane("A", alpha, (h, w))
+        planes = [a * al[..., None], al[..., None]]  # associated colour, as OpenEXR stores it
+        names.append("A")
     for name, value in (layers or {}).items():
         planes.append(_as_plane(name, value, (h, w))[..., None])
         names.append(f"{name}.Y")

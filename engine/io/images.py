@@ -15,8 +15,11 @@ and ``close()``.
 
 Pixels are R'G'B' code values as float32 ``H x W x 3``, C-contiguous: 8-bit / 255, 16-bit
 / 65535, 10- and 12-bit DPX exactly code / (2^bits - 1), float files as stored (no clipping,
-no NaN check: the pipeline checks frames). Grey images are replicated to RGB and alpha is
-dropped (the stored, unassociated colour is used).
+no NaN check: the pipeline checks frames). Grey images are replicated to RGB. An alpha channel
+comes as the frames' ``alpha`` (straight, as stored; the stored, unassociated colour is the RGB).
+
+An embedded ICC profile is read (:mod:`hdrlift.engine.io.icc`) and reported as the readers'
+``profile``; the pipeline takes the colour space it names, or refuses a profile it cannot map.
 
 Colour tags: image files carry none hdrlift reads, so ``tags`` is None and the pipeline
 treats the pixels as sRGB, unless the caller passes overrides (``primaries``, ``transfer``,
@@ -95,6 +98,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises InputError (one line, naming the file) for a missing, unreadable, truncated or
     corrupt file, or an unsupported channel count.
     """
+    return read_picture(path)[0]
+
+
+def read_picture(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read one LDR image: (R'G'B' float32 H x W x 3, alpha float32 H x W or None)."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise InputError(f"{p}: no such file")
@@ -133,11 +141,28 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             rgb = px.astype(np.float32) / np.float32(65535.0)
     else:
         rgb = px.astype(np.float32, copy=False)
+    alpha = None
     if rgb.shape[2] == 1:
         rgb = np.repeat(rgb, 3, axis=2)
     elif rgb.shape[2] == 4:
+        alpha = np.ascontiguousarray(rgb[..., 3], dtype=np.float32)
         rgb = rgb[..., :3]
-    return np.ascontiguousarray(rgb, dtype=np.float32)
+    return np.ascontiguousarray(rgb, dtype=np.float32), alpha
+
+
+def embedded_profile(spec: oiio.ImageSpec, path: str):
+    """The ICC profile an image carries (:class:`hdrlift.engine.io.icc.Profile`), or None."""
+    from hdrlift.engine.io.icc import IccError, Profile, identify
+
+    data = spec.getattribute("ICCProfile")
+    if data is None or len(data) == 0:
+        return None
+    try:
+        profile = identify(np.asarray(data, dtype=np.uint8).tobytes())
+    except IccError as exc:
+        profile = Profile(f"unreadable: {exc}", None, None, None)
+    profile.source = path
+    return profile
 
 
 # -- readers ----------------------------------------------------------------------------------
@@ -158,6 +183,11 @@ class _ImageReader:
     def tags(self) -> ColourTags | None:
         """Colour tags from the caller's overrides; None (= sRGB) when none were given."""
         return self._tags
+
+    @property
+    def profile(self):
+        """The embedded ICC profile (of the first file of a sequence), or None."""
+        return embedded_profile(self._spec, self.path)
 
     @property
     def stream_tags(self) -> ColourTags:
@@ -211,10 +241,10 @@ class StillReader(_ImageReader):
     def _iter(self, end: int | None) -> Iterator[Frame]:
         if end is not None and end < 1:
             return
-        rgb = read_image(self._path)
+        rgb, alpha = read_picture(self._path)
         if rgb.shape[:2] != (self.height, self.width):
             raise InputError(f"{self._path} changed size while being read")
-        yield Frame(number=1, index=0, pts=None, time=None, rgb=rgb)
+        yield Frame(number=1, index=0, pts=None, time=None, rgb=rgb, alpha=alpha)
 
     def __repr__(self) -> str:
         return f"StillReader({self._path!r}, {self.width}x{self.height})"
@@ -319,25 +349,30 @@ class SequenceReader(_ImageReader):
             if self._closed:
                 return
             require_regular_file(path, "sequence frame")  # still a file when its turn comes
-            rgb = read_image(path)
+            rgb, alpha = read_picture(path)
             if rgb.shape[:2] != (self.height, self.width):
                 raise InputError(f"{path} is {rgb.shape[1]}x{rgb.shape[0]}, but the sequence started at "
                                  f"{self.width}x{self.height} ({os.path.basename(self._files[0])})")
-            yield Frame(number=number, index=index, pts=None, time=None, rgb=rgb)
+            yield Frame(number=number, index=index, pts=None, time=None, rgb=rgb, alpha=alpha)
 
     def __repr__(self) -> str:
         return (f"SequenceReader({self._pattern!r}, frames {self.first_number}-{self.last_number} "
                 f"({self.frame_count} files), {self.width}x{self.height})")
 
 
+VIDEO_ONLY_OPTIONS = ("autorotate", "deinterlace")
+
+
 def open_source(path: str | os.PathLike, **reader_options):
     """The reader for a video file, a still image or an image sequence pattern.
 
     ``reader_options``: colour-tag overrides (``primaries``, ``transfer``, ``matrix``,
-    ``range``) handed to the reader. Raises InputError for a missing path, a folder, or a file
-    no reader can open.
+    ``range``) handed to the reader, and the video readers' ``autorotate`` and ``deinterlace``
+    (pictures have neither). Raises InputError for a missing path, a folder, or a file no
+    reader can open.
     """
     p = os.fspath(path)
+    video_options = {k: reader_options.pop(k) for k in VIDEO_ONLY_OPTIONS if k in reader_options}
     if not os.path.exists(p) and parse_sequence_pattern(p) is not None:
         return SequenceReader(p, **reader_options)
     if not os.path.exists(p):
@@ -353,4 +388,4 @@ def open_source(path: str | os.PathLike, **reader_options):
         return StillReader(p, **reader_options)
     from hdrlift.engine.io.video import VideoReader  # PyAV only when a video is opened
 
-    return VideoReader(p, **reader_options)
+    return VideoReader(p, **reader_options, **video_options)

@@ -145,6 +145,8 @@ class Frame:
     pts:    presentation timestamp in the stream's time base (None when unknown or for images).
     time:   seconds since the first frame of the source (None for images without a rate).
     rgb:    float32 H x W x 3, C-contiguous R'G'B' code values (no transfer function applied).
+    alpha:  float32 H x W in [0, 1] when the source has an alpha channel (straight, as stored),
+            else None.
     """
 
     number: int
@@ -152,3 +154,4 @@ class Frame:
     pts: int | None
     time: float | None
     rgb: np.ndarray
+    alpha: np.ndarray | None = None

@@ -113,6 +113,7 @@ class _Layout:
     centred_chroma: bool = False  # yuvj*: JPEG chroma siting
     full_range_format: bool = False  # yuvj*: full range implied by the format
     order: str = ""  # packed RGB channel order
+    alpha: bool = False  # an alpha plane (yuva*, gbrap*) or sample (packed rgba...)
 
     @property
     def is_rgb(self) -> bool:
@@ -132,18 +133,19 @@ def _layout(pix_fmt: str) -> _Layout | None:
             return None
         sx, sy = _SUBSAMPLING[m["sub"]]
         return _Layout("yuv", bits, ">" if m["end"] == "be" else "<", sx, sy,
-                       centred_chroma=bool(m["j"]), full_range_format=bool(m["j"]))
+                       centred_chroma=bool(m["j"]), full_range_format=bool(m["j"]), alpha=bool(m["a"]))
     m = _PLANAR_RGB.match(pix_fmt)
     if m:
         bits = int(m["bits"] or 8)
-        return _Layout("gbr", bits, ">" if m["end"] == "be" else "<") if bits <= 16 else None
+        return _Layout("gbr", bits, ">" if m["end"] == "be" else "<", alpha=pix_fmt.startswith("gbra")) \
+            if bits <= 16 else None
     m = _GRAY.match(pix_fmt)
     if m:
         bits = int(m["bits"] or 8)
         return _Layout("gray", bits, ">" if m["end"] == "be" else "<") if bits <= 16 else None
     if pix_fmt in _PACKED_RGB:
         order, bits, endian = _PACKED_RGB[pix_fmt]
-        return _Layout("packed", bits, endian, order=order)
+        return _Layout("packed", bits, endian, order=order, alpha="a" in order)
     return None
 
 
@@ -254,6 +256,51 @@ def _frame_to_rgb(frame: av.VideoFrame, layout: _Layout, matrix: str, full_range
     return np.ascontiguousarray(rgb, dtype=np.float32)
 
 
+def _frame_alpha(frame: av.VideoFrame, layout: _Layout) -> np.ndarray | None:
+    """The alpha of a decoded frame as float32 H x W in [0, 1] (always full range), or None."""
+    if not layout.alpha:
+        return None
+    dt = layout.dtype
+    if layout.kind == "packed":
+        a = _plane(frame, 0, dt, samples_per_pixel=len(layout.order))[:, :, layout.order.index("a")]
+    else:
+        a = _plane(frame, 3, dt)
+    return np.ascontiguousarray(a.astype(np.float32) * np.float32(1.0 / ((1 << layout.bits) - 1)))
+
+
+def _rotation_steps(degrees: float, path: str) -> int:
+    """Quarter turns counter-clockwise that show a frame upright, from its display matrix's
+    rotation (what ``ffmpeg -autorotate`` applies)."""
+    steps = round(float(degrees) / 90.0)
+    if abs(steps * 90.0 - float(degrees)) > 0.5:
+        raise InputError(f"{path}: the display matrix rotates by {degrees:g} degrees, not a multiple of 90; "
+                         "pass --no-autorotate to convert the frames as coded")
+    return steps % 4
+
+
+class _Deinterlacer:
+    """FFmpeg's yadif, one frame out per frame in (``mode=send_frame``), fields as flagged."""
+
+    def __init__(self, stream: Any):
+        self.graph = av.filter.Graph()
+        src = self.graph.add_buffer(template=stream)
+        yadif = self.graph.add("yadif", "mode=send_frame:parity=auto:deint=interlaced")
+        sink = self.graph.add("buffersink")
+        src.link_to(yadif)
+        yadif.link_to(sink)
+        self.graph.configure()
+
+    def push(self, frame: Any) -> list:
+        """Frames out for ``frame`` in (None: the end of the stream)."""
+        self.graph.push(frame)
+        out = []
+        while True:
+            try:
+                out.append(self.graph.pull())
+            except (av.BlockingIOError, av.EOFError):
+                return out
+
+
 # --------------------------------------------------------------------------------------
 # Reader
 # --------------------------------------------------------------------------------------
@@ -328,8 +375,13 @@ class VideoReader:
         transfer: str | None = None,
         matrix: str | None = None,
         range: str | None = None,  # noqa: A002 - the contract's name
+        autorotate: bool = True,
+        deinterlace: bool = False,
     ) -> None:
         self._path = os.fspath(path)
+        self._autorotate = autorotate
+        self._deinterlace = deinterlace
+        self.notes: list[str] = []  # what the caller should tell the user (interlacing...)
         self._overrides = ColourTags(
             primaries=normalise_tag("primaries", primaries),
             transfer=normalise_tag("transfer", transfer),
@@ -402,7 +454,17 @@ class VideoReader:
                 ) from None
             if first is None:
                 raise InputError(f"{self._path}: the video stream has no decodable frames")
-            self._width, self._height = first.width, first.height
+            self._coded_size = (first.width, first.height)
+            self._rotate = _rotation_steps(first.rotation, self._path) if self._autorotate else 0
+            self._width, self._height = (first.height, first.width) if self._rotate % 2 else (first.width, first.height)
+            self._interlaced = bool(first.interlaced_frame) or str(getattr(cc, "field_order", "")) in (
+                "tt", "bb", "tb", "bt")
+            if self._interlaced and not self._deinterlace:
+                self.notes.append(f"{self._path} is interlaced: its frames are converted as progressive pictures "
+                                  "(combing where things move); pass --deinterlace to deinterlace them first (yadif)")
+            if not self._autorotate and first.rotation:
+                self.notes.append(f"{self._path}: its display matrix rotates it by {first.rotation:g} degrees; "
+                                  "--no-autorotate converts the frames as coded")
             self._pix_fmt = first.format.name
             layout = _layout(self._pix_fmt)
             if layout is None:
@@ -602,6 +664,7 @@ class VideoReader:
         first_pts: int | None = None
         matrix, full = self._tags.matrix or "bt709", self._tags.range == "pc"
         tb = stream.time_base
+        deint = _Deinterlacer(stream) if self._deinterlace and self._interlaced else None
         try:
             demux = container.demux(stream)
             while True:
@@ -624,11 +687,18 @@ class VideoReader:
                         shown += 1
                 try:
                     decoded = packet.decode()
+                    if deint is not None:
+                        decoded = [f for d in decoded for f in deint.push(d)]
+                        if not packet.size and packet.pts is None and packet.dts is None:  # the flush packet
+                            decoded += deint.push(None)
                 except av.FFmpegError as exc:
                     raise InputError(
                         f"{self._path}: corrupt video: decoding failed after frame {number} ({_one_line(exc)})"
                     ) from None
                 for frame in decoded:
+                    if deint is not None and frame.pts is not None and frame.time_base not in (None, tb):
+                        frame.pts = int(round(frame.pts * frame.time_base / tb))  # yadif's time base -> the stream's
+                        frame.time_base = tb
                     number += 1
                     if frame.is_corrupt:
                         raise InputError(f"{self._path}: corrupt video: frame {number} is damaged")
@@ -638,10 +708,10 @@ class VideoReader:
                         return
                     if number < start or (number - start) % every:
                         continue
-                    if (frame.width, frame.height) != (self._width, self._height):
+                    if (frame.width, frame.height) != self._coded_size:
                         raise InputError(
                             f"{self._path}: frame {number} is {frame.width}x{frame.height}, "
-                            f"the stream started at {self._width}x{self._height}"
+                            f"the stream started at {self._coded_size[0]}x{self._coded_size[1]}"
                         )
                     if frame.format.name != self._pix_fmt:
                         raise InputError(
@@ -652,7 +722,11 @@ class VideoReader:
                     else:
                         time = float((number - 1) / self._fps)
                     rgb = _frame_to_rgb(frame, self._layout, matrix, full)
-                    yield Frame(number=number, index=number - 1, pts=frame.pts, time=time, rgb=rgb)
+                    alpha = _frame_alpha(frame, self._layout)
+                    if self._rotate:  # upright, as players show it (the display matrix)
+                        rgb = np.ascontiguousarray(np.rot90(rgb, self._rotate))
+                        alpha = None if alpha is None else np.ascontiguousarray(np.rot90(alpha, self._rotate))
+                    yield Frame(number=number, index=number - 1, pts=frame.pts, time=time, rgb=rgb, alpha=alpha)
             # End of stream: every packet decoded. Check nothing went missing.
             self._check_complete(total, number, end_ticks)
             if number < shown:

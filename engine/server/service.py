@@ -56,6 +56,7 @@ class Settings:
     model: str
     input_space: str
     output_space: str
+    working: str | None = None  # the network's working primaries for input_space (None: Rec.709)
 
 
 @dataclasses.dataclass
@@ -382,7 +383,8 @@ class HdrliftServer:
         self.check_model(model)
         ins = self.resolve_space(h.input_space) if h.input_space else self.default_input_space
         outs = self.resolve_space(h.output_space) if h.output_space else self.default_output_space
-        st = Settings(self.pipeline(model, outs), model, ins, outs)
+        p = self.pipeline(model, outs)
+        st = Settings(p, model, ins, outs, p.working_space(ins))
         with self._plock:
             self._settings[key] = st
             while len(self._settings) > 256:
@@ -471,7 +473,7 @@ class HdrliftServer:
     def finish(self, prep: Prepared, lin: np.ndarray, mask: np.ndarray) -> tuple[pb.FrameHeader, bytes]:
         st = prep.settings
         p = st.pipeline
-        hdr = p.colour_out(lin)  # checks: non-finite output -> ModelError
+        hdr = p.colour_out(lin, st.working)  # checks: non-finite output -> ModelError
         names = ["R", "G", "B"] + (["mask"] if prep.want_mask else [])
         header = pb.FrameHeader(width=prep.width, height=prep.height, dtype=prep.out_dtype,
                                 channels=len(names), input_space=st.input_space, output_space=p.output_space,
