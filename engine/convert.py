@@ -486,7 +486,7 @@ def convert(
 
         def finish_oldest() -> None:
             path, fut = pending.pop(0)
-            colour_s, write_s = fut.result()
+            colour_s, write_s = _result(fut)
             timings["colour"] += colour_s
             timings["encode"] += write_s
             written.append(path)
@@ -616,6 +616,16 @@ class DecodeThread:
             except queue.Empty:
                 pass
             self._thread.join(timeout=0.05)
+
+
+def _result(fut: Future):
+    """``fut.result()``, waking up now and then: a Ctrl-C or SIGTERM the OS handed to another
+    thread runs its handler (in the main thread) within 0.2 s instead of after the write."""
+    while True:
+        try:
+            return fut.result(timeout=0.2)
+        except TimeoutError:
+            continue
 
 
 # --------------------------------------------------------------------------- preview, progress

@@ -118,7 +118,10 @@ class RemoteStep(FrameStep):
         finished = 0
         try:
             while finished < len(threads):
-                item = results.get()
+                try:  # wake up now and then: a Ctrl-C the OS gave another thread runs its handler here
+                    item = results.get(timeout=0.2)
+                except queue.Empty:
+                    continue
                 if item is _DONE:
                     finished += 1
                     continue

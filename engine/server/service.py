@@ -47,6 +47,7 @@ def reply_bytes(width: int, height: int, channels: int, dtype: int) -> int:
     return fr.planar_size(width, height, channels, dtype if dtype in (pb.DTYPE_HALF, pb.DTYPE_FLOAT) else pb.DTYPE_FLOAT)
 
 
+DEADLINE_MARGIN_S = 0.25  # a frame is dropped this long before its call's deadline (at most 10 % of it)
 RESERVE_THREADS = 8  # handler threads beyond the admitted calls: health checks, refusals
 
 
@@ -450,7 +451,9 @@ class HdrliftServer:
             if rem is not None:
                 if rem <= 0:
                     raise Expired("deadline expired")
-                deadline = time.monotonic() + rem
+                # the server gives up a little before the client does, so that its own answer
+                # (DEADLINE_EXCEEDED, the frame dropped before the device) reaches the client
+                deadline = time.monotonic() + rem - min(DEADLINE_MARGIN_S, 0.1 * rem)
             prep = Prepared(frame_id, st, out_code, bool(h.options.return_mask), cb, rgb.shape[1], rgb.shape[0], t0)
             prep.item = self.batcher.submit(WorkItem(p, net_in, deadline), wait=wait)
         finally:

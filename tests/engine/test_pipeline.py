@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import signal
 import subprocess
 import sys
-import time
 from fractions import Fraction
 
 import av
@@ -155,20 +153,28 @@ def _video_cmd(*args):
     return [console_script("hdr-video"), *map(str, args)]
 
 
+def _stopped_at(n, *args):
+    """``hdr-video ARGS`` in a child that stops after handing ``n`` frames to the writers and
+    waits for a signal (tests/engine/interruptible.py); returns once it says ``ready``."""
+    child = pathlib.Path(__file__).with_name("interruptible.py")
+    proc = subprocess.Popen([sys.executable, str(child), str(n), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # the event: n frames are in the writers' hands
+    assert line.strip() == "ready", (line, proc.stderr.read() if proc.poll() is not None else "")
+    return proc
+
+
 def test_killed_run_then_resume_is_byte_identical(tmp_path):
     from hdrlift.engine.sample import write_sample
 
     clip = write_sample(tmp_path / "clip.mp4", width=128, height=96, frames=24)
     ref, part = tmp_path / "ref", tmp_path / "part"
     subprocess.run(_video_cmd(clip, ref, "-q"), check=True, timeout=600)
-    proc = subprocess.Popen(_video_cmd(clip, part, "-q"), stderr=subprocess.PIPE)
+    proc = _stopped_at(9, clip, part)  # frames 1-5 written (4 more may be in flight), 10-24 not decoded
 
     def frames():  # finished frames; a SIGKILL may leave a hidden ".name.tmp-PID.exr" beside them
         return [f for f in part.glob("*.exr") if not f.name.startswith(".")]
 
-    deadline = time.time() + 300
-    while time.time() < deadline and len(frames()) < 5:
-        time.sleep(0.05)
     proc.kill()
     proc.wait()
     n_done = len(frames())
@@ -185,18 +191,17 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path):
     from hdrlift.engine.sample import write_sample
 
     clip = write_sample(tmp_path / "clip.mp4", width=128, height=96, frames=48)
-    out = tmp_path / "out"
-    proc = subprocess.Popen(_video_cmd(clip, out, "-q"), stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and len(list(out.glob("*.exr"))) < 3:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "--resume" in err
-    names = [p.name for p in out.iterdir()]
-    assert all(n.endswith(".exr") and not n.startswith(".") for n in names), names
-    assert all(is_complete_exr(out / n) for n in names)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, and a farm scheduler's stop
+        out = tmp_path / sig.name
+        proc = _stopped_at(6, clip, out)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines()[-1] == "hdr-video: interrupted; finished frames are complete; rerun with --resume"
+        names = sorted(p.name for p in out.iterdir())
+        # every frame handed to the writers is finished whole; nothing hidden is left behind
+        assert names == [f"clip.{i:04d}.exr" for i in range(1, 7)], names
+        assert all(is_complete_exr(out / n) for n in names)
 
 
 def test_memory_stays_bounded_on_300_frames(tmp_path):

@@ -136,9 +136,22 @@ def test_data_workers_resume_exactly(hdr_folder, tmp_path):
     assert_same_weights(tmp_path / "a" / "last.safetensors", tmp_path / "b" / "last.safetensors")
 
 
+class _StepClock:
+    """The trainer's clock, advancing 0.05 s each time it is read: the fit is then decided by
+    steps, the same on any machine, never by how busy the machine is."""
+
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        self.now += 0.05
+        return self.now
+
+
 def test_fit_time_fits_the_schedule_into_the_time_limit(hdr_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(T, "FIT_SKIP_STEPS", 2)
     monkeypatch.setattr(T, "FIT_WINDOW_S", (0.3, 0.0))
+    monkeypatch.setattr(T, "time", _StepClock())
     cfg = tiny(hdr_folder, iterations=100000, time_limit_min=0.03, fit_time=True, val_split="train",
                val_views=1, val_size=32, val_every=100000, val_count=2, log_every=1000)
     res = T.train(cfg, tmp_path / "run", progress=False, device="cpu")
