@@ -27,7 +27,8 @@ def test_transfer_curves_at_known_points():
     srgb = colour.encode(x, "srgb")
     np.testing.assert_allclose(srgb[:5], [0.0, 0.04045, 0.14283, 0.46136, 1.0], atol=1e-4)
     assert srgb[5] == pytest.approx(1.0) and srgb[6] == 0.0  # clipped: an SDR plate holds [0, 1]
-    np.testing.assert_allclose(colour.encode(x, "bt709")[[0, 2, 4]], [0.0, 0.081, 1.0], atol=1e-4)
+    np.testing.assert_allclose(colour.encode(np.array([0.0, 0.01, 0.5, 1.0]), "bt709"),
+                               [0.0, 0.045, 1.099 * 0.5 ** 0.45 - 0.099, 1.0], atol=1e-12)
     np.testing.assert_allclose(colour.encode(np.array([0.5]), "gamma2.2"), [0.5 ** (1 / 2.2)])
     np.testing.assert_allclose(colour.encode(np.array([0.5]), "gamma2.4"), [0.5 ** (1 / 2.4)])
     for curve in ("srgb", "bt709", "gamma2.4", "gamma2.2"):
