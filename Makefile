@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-main test-leaf test-blender venv dev bench eval eval-cvvdp clean
+.PHONY: demo test test-main test-leaf test-blender test-nuke venv dev bench eval eval-cvvdp clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: venv
 	@echo "EXRs in demo_out/exr/, side-by-side preview (input | reconstruction 3 stops darker) in demo_out/preview.png"
 
 # Every suite runs, whatever failed before it; the summary names the failed ones (exit 1).
-SUITES ?= test-main test-leaf test-blender
+SUITES ?= test-main test-leaf test-blender test-nuke
 test:
 	@failed=""; for s in $(SUITES); do $(MAKE) --no-print-directory $$s || failed="$$failed $$s"; done; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; echo "make test: every suite passed ($(SUITES))"
@@ -66,6 +66,11 @@ $(BLENDER_VENV)/.stamp: pyproject.toml
 
 test-blender: dev $(BLENDER_VENV)/.stamp
 	HDRLIFT_SERVER_PYTHON=$(abspath $(PY)) $(BLENDER_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/nodes
+
+# Nuke: the HdrLift node on the stand-in nuke module and its vendored client, the Inference TorchScript
+include nodes/nuke/nuke.mk
+test-nuke: dev $(NUKE_VENV)/.stamp $(NUKE_TEST_DIST)/hdrlift-nuke/BUILD.json
+	$(NUKE_TESTS)
 
 bench: dev
 	$(PY) bench/bench_hdr_video.py

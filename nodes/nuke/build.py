@@ -170,7 +170,7 @@ def vendor_packages(site: pathlib.Path, python: str, platform: str | None, *, pi
 
 
 def build(out_dir: pathlib.Path, pythons: list[str], platforms: list[str | None], make_zip: bool = False,
-          pins: list[str] | None = None) -> pathlib.Path:
+          pins: list[str] | None = None, tools: pathlib.Path | None = None) -> pathlib.Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / NAME
     partial = out_dir / f".{NAME}.partial"
@@ -180,7 +180,8 @@ def build(out_dir: pathlib.Path, pythons: list[str], platforms: list[str | None]
     manifest = {"hdrlift_nuke": __version__, "site-packages": {}}
     for plat in platforms:
         for py in pythons:
-            info = vendor_packages(partial / "site-packages", py, plat, pins=list(pins or []), tools=out_dir / ".tools")
+            info = vendor_packages(partial / "site-packages", py, plat, pins=list(pins or []),
+                                   tools=tools or out_dir / ".tools")
             manifest["site-packages"][info.pop("tag")] = info
     (partial / "BUILD.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     if final.exists():

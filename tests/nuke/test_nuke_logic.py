@@ -213,9 +213,9 @@ def test_the_node_code_imports_nothing_of_the_engine():
     """Imported in a fresh interpreter: no engine, no torch, no OpenImageIO/OCIO; with a built folder
     (make test-nuke) nothing beyond the standard library and the vendored packages."""
     code = ("import sys, json; sys.path.insert(0, sys.argv[1])\n"
-            "import hdrlift_nuke.job, hdrlift_nuke.colour, hdrlift_nuke.exrfiles, hdrlift_nuke.vendor\n"
+            "import hdrlift_nuke.vendor\n"
             "hdrlift_nuke.vendor.activate(sys.argv[2]) if sys.argv[2] else None\n"
-            "import hdrlift.plugin.client\n"
+            "import hdrlift_nuke.job, hdrlift_nuke.colour, hdrlift_nuke.exrfiles, hdrlift.plugin.client\n"
             "print(json.dumps(sorted(sys.modules)))")
     dist = os.environ.get("HDRLIFT_NUKE_DIST", "")
     cmd = [sys.executable] + (["-I", "-S"] if dist else []) + ["-c", code, str(PLUGIN / "python"), dist]
