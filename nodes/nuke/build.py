@@ -44,12 +44,13 @@ STUB_NAMES = ("hdrlift_pb2.py", "hdrlift_pb2_grpc.py", "hdrlift_pb2.pyi")
 sys.path.insert(0, str(SRC / "python"))
 from hdrlift_nuke import __version__, vendor  # noqa: E402
 
-#: vendor.platform_tag() -> pip --platform tags whose wheels run there (Nuke 14-16's minimum OSes)
+#: vendor.platform_tag() -> pip --platform tags whose wheels run there, the oldest systems first
+#: (pip prefers the earlier tags: a wheel for an older macOS also runs on a newer one)
 PIP_PLATFORMS = {
-    "linux-x86_64": ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
-    "linux-aarch64": ["manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"],
-    "macos-arm64": [f"macosx_{v}_0_arm64" for v in (14, 13, 12, 11)],
-    "macos-x86_64": [f"macosx_{v}_x86_64" for v in ("14_0", "13_0", "12_0", "11_0", "10_15", "10_9")],
+    "linux-x86_64": ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"],
+    "linux-aarch64": ["manylinux2014_aarch64", "manylinux_2_17_aarch64", "manylinux_2_28_aarch64"],
+    "macos-arm64": [f"macosx_{v}_0_arm64" for v in (11, 12, 13, 14)],
+    "macos-x86_64": [f"macosx_{v}_x86_64" for v in ("10_9", "10_15", "11_0", "12_0", "13_0", "14_0")],
     "windows-amd64": ["win_amd64"],
 }
 
