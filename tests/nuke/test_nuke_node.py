@@ -170,11 +170,14 @@ def test_gui_runs_in_a_thread_and_touches_the_graph_only_on_the_main_thread(nuke
     node, _ = make_node(nuke_gui, server, cache_folder=str(tmp_path))
     worker = node_module.reconstruct(node)
     assert worker is not None and worker.name.startswith("hdrlift")
+    assert node_module.reconstruct(node) is None  # a second press while it runs
+    assert nuke_gui.messages == ["HdrLift: HdrLift1 is already reconstructing; wait for it or cancel it"]
     nuke_gui.pump(worker)
     assert node["status"].value().startswith("3 written")
     assert {c[3] for c in nuke_gui.called("execute")} == {"MainThread"}
     assert {c[3] for c in nuke_gui.called("ProgressTask.setProgress")} == {worker.name}
-    assert not nuke_gui.messages
+    nuke_gui.pump(node_module.reconstruct(node))  # free again once it ended
+    assert node["status"].value().startswith("0 written, 3 unchanged")
 
 
 def test_refresh_models_fills_the_list_and_picking_one_sets_the_model(nuke_gui, server):

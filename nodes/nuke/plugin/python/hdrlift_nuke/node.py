@@ -23,6 +23,9 @@ READ = "HdrLiftResult"  # shows the results (the node's output)
 ICON = "hdrlift.png"
 DEFAULT_MODEL_ITEM = "(server default)"
 
+_running: set[str] = set()  # nodes with a run in progress (one run per node at a time)
+_running_lock = threading.Lock()
+
 
 # --------------------------------------------------------------------------- menus (menu.py)
 def add_menus() -> None:
@@ -62,7 +65,7 @@ def frame_range(node) -> tuple[int, int]:
 def knob_changed() -> None:
     """The gizmo's knobChanged: picking a model in the list fills the model knob."""
     knob = nuke.thisKnob()
-    if knob.name() != "models":
+    if knob is None or knob.name() != "models":
         return
     pick = str(knob.value() or "")
     nuke.thisNode()["model"].setValue("" if pick.startswith(DEFAULT_MODEL_ITEM) else pick)
@@ -95,16 +98,25 @@ def reconstruct(node=None, frames: list[int] | None = None):
         write = node.node(WRITE)
         if write is None:
             raise job.NodeError(f"{node.name()} has no internal Write {WRITE}; recreate the node")
+        name = node.fullName()
+        with _running_lock:
+            if name in _running:
+                raise job.NodeError(f"{name} is already reconstructing; wait for it or cancel it")
+            _running.add(name)
     except job.NodeError as exc:
         _failed(node, str(exc))
         if not nuke.GUI:
             raise
         return None
     node["status"].setValue(f"running: {len(frames)} frames")
-    args = (node, write, s, list(frames), nuke.root().name(), node.fullName())
+    args = (node, write, s, list(frames), nuke.root().name(), name)
     if nuke.GUI:
-        worker = threading.Thread(target=_work, args=args, name=f"hdrlift {node.fullName()}", daemon=True)
-        worker.start()
+        worker = threading.Thread(target=_work, args=args, name=f"hdrlift {name}", daemon=True)
+        try:
+            worker.start()
+        except BaseException:
+            _running.discard(name)
+            raise
         return worker
     return _work(*args)
 
@@ -158,6 +170,8 @@ def _work(node, write, s: job.Settings, frames: list[int], scope: str, name: str
         return None
     finally:
         del task  # closes Nuke's progress bar
+        with _running_lock:
+            _running.discard(name)
     _main(_finish, node, report)
     return report
 
