@@ -7,7 +7,7 @@ PY      = $(VENV)/bin/python
 # The CPU build of torch lies on local disk; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-main test-leaf test-blender test-ofx test-farm farm-demo ofx venv dev bench eval eval-cvvdp clean
+.PHONY: demo test test-main test-leaf test-blender test-ofx test-nuke test-farm farm-demo ofx venv dev bench eval eval-cvvdp clean
 
 $(VENV)/.stamp-base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: venv
 	@echo "EXRs in demo_out/exr/, side-by-side preview (input | reconstruction 3 stops darker) in demo_out/preview.png"
 
 # Every suite runs, whatever failed before it; the summary names the failed ones (exit 1).
-SUITES ?= test-main test-leaf test-blender test-ofx
+SUITES ?= test-main test-leaf test-blender test-ofx test-nuke
 test:
 	@failed=""; for s in $(SUITES); do $(MAKE) --no-print-directory $$s || failed="$$failed $$s"; done; \
 	if [ -n "$$failed" ]; then echo "make test: FAILED:$$failed"; exit 1; fi; echo "make test: every suite passed ($(SUITES))"
@@ -88,6 +88,11 @@ ofx: ofx-bundle
 test-ofx: dev ofx-bundle
 	$(MAKE) --no-print-directory ofx-test-run
 
+# Nuke: the HdrLift node on the stand-in nuke module and its vendored client, the Inference TorchScript
+include nodes/nuke/nuke.mk
+test-nuke: dev $(NUKE_VENV)/.stamp $(NUKE_TEST_DIST)/hdrlift-nuke/BUILD.json
+	$(NUKE_TESTS)
+
 bench: dev
 	$(PY) bench/bench_hdr_video.py
 
@@ -113,4 +118,4 @@ eval-cvvdp: $(CVVDP_VENV)/.stamp
 	$(CVVDP_VENV)/bin/hdrlift-eval $(EVAL_ARGS) --cvvdp
 
 clean:
-	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) $(LEAF_VENV) nodes/blender/dist nodes/ofx/build demo_out build *.egg-info
+	rm -rf $(VENV) $(CVVDP_VENV) $(BLENDER_VENV) $(LEAF_VENV) $(NUKE_VENV) nodes/blender/dist nodes/ofx/build nodes/nuke/dist demo_out build *.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import numpy as np
@@ -126,3 +127,27 @@ def test_console_script(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert out.is_file()
+
+
+def test_cli_writes_torchscript_for_nukes_inference_node(tmp_path, capsys):
+    out = tmp_path / "landis_nuke.pt"
+    assert main(["--model", "landis", "--format", "nuke", "--out", str(out), "--working-space", "acescg",
+                 "--input-transfer", "camera-rec709", "--channels", "3"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    extra = {"hdrlift.json": ""}
+    ts = torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra["hdrlift.json"])
+    assert meta["working_space"] == "ACEScg" and meta["input_transfer"] == "camera-rec709" and meta["channels"] == 3
+    with torch.no_grad():
+        assert ts(torch.full((1, 3, 5, 9), 0.18)).shape == (1, 3, 5, 9)
+    default = tmp_path / "crf_nuke.pt"
+    assert main(["--model", "inverse-crf", "--format", "nuke", "--out", str(default)]) == 0
+    with torch.no_grad():
+        assert torch.jit.load(str(default))(torch.full((1, 3, 4, 4), 0.18)).shape == (1, 4, 4, 4)
+
+
+def test_cli_nuke_options_need_the_nuke_format(tmp_path, capsys):
+    assert main(["--model", "landis", "--format", "onnx", "--channels", "3", "--out", str(tmp_path / "a.onnx")]) == 2
+    assert "go with --format nuke" in capsys.readouterr().err
+    assert main(["--model", "kalantari", "--format", "nuke", "--out", str(tmp_path / "k.pt")]) == 4
+    assert list(tmp_path.iterdir()) == []
