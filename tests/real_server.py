@@ -45,6 +45,7 @@ class ServerProcess:
         self.lines: list[str] = []
         self.address = ""
         self.port = 0
+        self.started: dict = {}  # the server's "started" record (port, metrics_port, roots...)
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "ServerProcess":
@@ -54,6 +55,7 @@ class ServerProcess:
             if line.startswith("{"):
                 rec = json.loads(line)
                 if rec.get("event") == "started":
+                    self.started = rec
                     self.port = int(rec["port"])
                     self.address = f"127.0.0.1:{self.port}"
                     break
@@ -67,6 +69,15 @@ class ServerProcess:
     def _drain(self) -> None:
         for line in self.proc.stderr:
             self.lines.append(line)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def memory_kib(self) -> tuple[int, int]:
+        """(resident now, resident at its peak) of the server process, KiB (Linux /proc)."""
+        fields = dict(ln.split(":", 1) for ln in open(f"/proc/{self.proc.pid}/status") if ":" in ln)
+        return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
     def stop(self, timeout: float = 60) -> int:
         if self.proc.poll() is None:

@@ -187,8 +187,11 @@ class JobManager:
             raise RpcFailure(SC.INVALID_ARGUMENT, f"{what} path is empty")
         if "\x00" in path or len(path) > 4096:
             raise RpcFailure(SC.INVALID_ARGUMENT, f"{what} path is not a valid path")
-        if ".." in pathlib.PurePosixPath(path.replace("\\", "/")).parts:
+        parts = pathlib.PurePosixPath(path.replace("\\", "/")).parts
+        if ".." in parts:
             raise RpcFailure(SC.INVALID_ARGUMENT, f"{what} path {shown(path)} contains '..'")
+        if any(len(p.encode("utf-8", "surrogateescape")) > 255 for p in parts):
+            raise RpcFailure(SC.INVALID_ARGUMENT, f"{what} path {shown(path)} has a name longer than 255 bytes")
         full = path if os.path.isabs(path) else os.path.join(self.roots[0], path)
         real = os.path.realpath(full)
         if not self._inside(real):

@@ -11,6 +11,7 @@ import pickle
 import grpc
 import numpy as np
 import pytest
+from crafted import exr_with_channels
 from server_helpers import frame
 
 import hdrlift.plugin
@@ -59,6 +60,9 @@ class Hostile(pb_grpc.HdrliftServicer):
             data = fr.encode_exr(np.zeros((h.height * 4, h.width * 4, 3), np.float32))
         elif self.mode == "channels":
             out.channels = 1000
+        elif self.mode == "exr-channels":  # 256 channels declared: the old reader allocated them all
+            out.dtype = pb.DTYPE_EXR
+            data = exr_with_channels(256, 2048, 1024)
         return pb.ReconstructReply(header=out, data=data)
 
     def ReconstructStream(self, request_iterator, context):
@@ -105,13 +109,21 @@ def _clean(msg: str) -> None:
     assert msg.isprintable() and "\n" not in msg and len(msg) < 1300, repr(msg)
 
 
-@pytest.mark.parametrize("mode", ["bigger", "pickle", "exr-larger", "channels"])
+@pytest.mark.parametrize("mode", ["bigger", "pickle", "exr-larger", "channels", "exr-channels"])
 def test_malformed_unary_replies_are_refused(hostile, mode):
+    import tracemalloc
+
     servicer, addr, marker = hostile
     servicer.mode = mode
     with Client(addr, retries=0) as c, pytest.raises(RemoteError) as ei:
-        c.reconstruct(frame(8, 8), timeout=30)
+        tracemalloc.start()
+        try:
+            c.reconstruct(frame(8, 8), timeout=30)
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
     assert ei.value.code is None  # a broken contract, not a status the server chose
+    assert peak < 32 << 20, peak  # the reply was judged on its header, not decoded into memory
     _clean(str(ei.value))
     assert not marker.exists()
 
