@@ -3,10 +3,16 @@
 :func:`convert_remote` is the file loop (:func:`hdrlift.engine.convert.convert`) with a
 :class:`RemoteStep`: frames are decoded, named, resumed and written exactly as in a local run;
 only the "infer these frames" step differs. It sends each frame's code values (in the input
-colour space) through :meth:`hdrlift.plugin.Client.reconstruct_frames` streams, one per server
-address (or ``streams``), all drawing from the one decoded sequence; the servers do colour in,
-the model and colour out, and reply in the output space. A server that shuts down or vanishes
-hands the frames it did not answer to the others (the client's resend).
+colour space) to the servers, which do colour in, the model and colour out, and reply in the
+output space.
+
+Which server gets which frames is gRPC's business: the client's one channel balances calls with
+``round_robin`` over every address of its target (a list, or a ``dns:///`` name gRPC resolves),
+counting only servers whose health says SERVING. ``streams`` calls run at once, all drawing from
+the one decoded sequence, and each carries at most ``frames_per_call`` frames before the next
+call is placed, so the load spreads over the pool as calls come and go. A server that shuts
+down or vanishes hands the frames it did not answer to the others (the client's resend, on a
+new call that round-robin places elsewhere).
 """
 
 from __future__ import annotations
@@ -22,9 +28,10 @@ from hdrlift.engine.colour import ColourManager, choose_input_space
 from hdrlift.engine.convert import MAX_FRAME_PIXELS, ExrSettings, FrameStep, RunReport, Skip, check_range, convert
 from hdrlift.engine.errors import HdrliftError, OutputError
 from hdrlift.engine.io.exr import COMPRESSIONS
-from hdrlift.plugin.client import DEFAULT_KEEPALIVE_S, Client, clean_text
+from hdrlift.plugin.client import DEFAULT_KEEPALIVE_S, URI_SCHEMES, Client, clean_text
 
 _DONE = object()
+POOL_STREAMS = 4  # calls at once when the target is a gRPC URI whose servers are not counted here
 _HALF_MAX_ROUNDING_TO_INF = np.float32(65520.0)  # the smallest float that a float -> half rounds to inf
 
 
@@ -33,7 +40,7 @@ class RemoteStep(FrameStep):
 
     def __init__(self, client: Client, colour: ColourManager, *, model: str, output_space: str,
                  input_space: str | None = None, half: bool = True, mask: bool = False, wire_dtype: str = "float",
-                 streams: int = 1, window: int = 4, timeout: float | None = None):
+                 streams: int = 1, window: int = 4, timeout: float | None = None, frames_per_call: int = 8):
         self.client = client
         self.colour = colour
         self.model = model
@@ -47,6 +54,7 @@ class RemoteStep(FrameStep):
         self.streams = max(1, int(streams))
         self.window = window
         self.timeout = timeout
+        self.frames_per_call = max(1, int(frames_per_call))
         self._chroma: dict[str, tuple | None] = {}
 
     @property
@@ -81,31 +89,39 @@ class RemoteStep(FrameStep):
                     if stop.is_set():
                         return
 
+        exhausted = threading.Event()
+
         def stream() -> None:
             sent: collections.deque = collections.deque()  # works this stream sent, oldest first
 
             def frames():
-                while not stop.is_set():
+                """Up to ``frames_per_call`` frames for one call (fewer at the end)."""
+                n = 0
+                while n < self.frames_per_call and not stop.is_set():
                     with lock:
                         try:
                             item = next(items)
                         except StopIteration:
+                            exhausted.set()
                             return
                     if isinstance(item, Skip):
                         put(item)
                         continue
                     sent.append(item)
+                    n += 1
                     yield item.payload
 
             try:
-                for res in self.client.reconstruct_frames(
-                        frames(), model=self.model, input_space=self._input_space, output_space=self._output_space,
-                        dtype=self.wire_dtype, output_dtype="half" if self.half else "float", mask=self.mask,
-                        window=self.window, timeout=self.timeout):
-                    self._output_space = clean_text(res.header.output_space, 200)
-                    put((sent.popleft(), res))
-                    if stop.is_set():
-                        break
+                while not (stop.is_set() or exhausted.is_set()):  # one call per turn: round-robin places it
+                    for res in self.client.reconstruct_frames(
+                            frames(), model=self.model, input_space=self._input_space,
+                            output_space=self._output_space, dtype=self.wire_dtype,
+                            output_dtype="half" if self.half else "float", mask=self.mask, window=self.window,
+                            timeout=self.timeout):
+                        self._output_space = clean_text(res.header.output_space, 200)
+                        put((sent.popleft(), res))
+                        if stop.is_set():
+                            break
             except BaseException as exc:  # noqa: BLE001 - raised by the caller
                 errors.append(exc)
                 stop.set()
@@ -180,6 +196,7 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
                    progress: Callable[[int, int | None, float], None] | None = None,
                    reader_options: dict | None = None, ocio_config: str | None = None, wire_dtype: str = "float",
                    timeout: float | None = None, retries: int = 4, connect_timeout: float | None = 30.0,
+                   frames_per_call: int = 8,
                    keepalive: float = DEFAULT_KEEPALIVE_S, max_frame_pixels: int = MAX_FRAME_PIXELS,
                    warn: Callable[[str], None] | None = None) -> RunReport:
     """Convert ``source`` to EXRs here with the frames reconstructed on ``servers``.
@@ -197,7 +214,8 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
         raise OutputError(f"unknown EXR compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
     if single and not str(output).lower().endswith(".exr"):
         raise OutputError(f"output must be an .exr file, got {str(output)!r}")
-    n_addr = len([a for a in servers.split(",") if a.strip()])
+    # calls at once: one per server named; a gRPC target URI (dns:///pool...) may hide many
+    n_addr = POOL_STREAMS if servers.strip().startswith(URI_SCHEMES) else len([a for a in servers.split(",") if a.strip()])
     client = Client(servers, token=token, tls=tls, ca_file=ca_file, cert_file=cert_file, key_file=key_file,
                     server_name=server_name, retries=retries, keepalive=keepalive)
     cm = ColourManager(ocio_config)
@@ -205,7 +223,8 @@ def convert_remote(source, output, servers: str, *, model: str | None = None, in
         name, default_space = client.runnable_model(model, connect_timeout)
         step = RemoteStep(client, cm, model=name, output_space=output_space or default_space,
                           input_space=input_space, half=half, mask=mask_layer, wire_dtype=wire_dtype,
-                          streams=streams or n_addr, window=window, timeout=timeout)
+                          streams=streams or n_addr, window=window, timeout=timeout,
+                          frames_per_call=frames_per_call)
         report = convert(step, source, output,
                          exr_settings=ExrSettings(half=half, compression=compression, mask_layer=mask_layer),
                          ocio_config_name=cm.config_name, start=start, end=end, every=every, resume=resume,

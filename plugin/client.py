@@ -141,13 +141,23 @@ def _split_hostport(addr: str) -> tuple[str, str]:
     return host, port
 
 
+URI_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:")
+
+
 def channel_target(servers: str | Iterable[str]) -> tuple[str, str | None]:
     """``(target, tls_name)`` for one address or several (``host:port,host:port``).
 
-    One address is used as given (gRPC's DNS resolver; round-robin spreads calls over its
-    records). Several become a static ``ipv4:``/``ipv6:`` target, each host name resolved once
-    here; ``tls_name`` is then the first host name, for certificate checks.
+    A gRPC target URI is used as given, resolved and balanced by gRPC itself:
+    ``dns:///gpu-pool.studio:50051`` (every A/AAAA record of the name is a server, re-resolved
+    when connections fail: the form for a pool whose members change), ``ipv4:10.0.0.1:50051,
+    10.0.0.2:50051``, ``ipv6:...``, ``unix:...``. One ``host:port`` goes to gRPC's DNS resolver
+    too. Several ``host:port`` become a static ``ipv4:``/``ipv6:`` target; host names among them
+    are resolved once, here, and ``tls_name`` is then the first host name, for certificate checks.
     """
+    if isinstance(servers, str) and servers.strip().startswith(URI_SCHEMES):
+        uri = servers.strip()
+        host = uri.split(":///", 1)[1].rsplit(":", 1)[0] if uri.startswith("dns:///") else None
+        return uri, host
     addrs = [a.strip() for a in (servers.split(",") if isinstance(servers, str) else servers) if a.strip()]
     if not addrs:
         raise HdrliftError("no server address given")
@@ -179,9 +189,12 @@ def channel_target(servers: str | Iterable[str]) -> tuple[str, str | None]:
 
 
 def service_config(retries: int = 4) -> str:
-    """Round-robin over every address; retry on UNAVAILABLE with exponential back-off."""
+    """Round-robin over every address the target resolves to, counting only the servers whose
+    standard health service says SERVING for ``hdrlift.v1.Hdrlift`` (a draining server gets no
+    new call); retry on UNAVAILABLE with exponential back-off."""
     return json.dumps({
         "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": SERVICE_NAME},
         "methodConfig": [{
             "name": [{"service": SERVICE_NAME}],
             "retryPolicy": {
@@ -206,7 +219,7 @@ class Client:
                  retries: int = 4, timeout: float | None = None, options: list | None = None,
                  keepalive: float = DEFAULT_KEEPALIVE_S):
         names = [a.strip() for a in (servers.split(",") if isinstance(servers, str) else servers) if a.strip()]
-        target, tls_name = channel_target(names)
+        target, tls_name = channel_target(servers if isinstance(servers, str) else names)
         self.target = target
         self.servers = ",".join(names)  # as given: for messages
         self.timeout = timeout
