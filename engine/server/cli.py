@@ -43,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stream-window", type=int, default=4, help="frames in flight per stream (default 4)")
     ap.add_argument("--workers", type=int, default=32, help="hdrlift.v1 calls served at once; more are answered "
                     "RESOURCE_EXHAUSTED (default 32)")
-    ap.add_argument("--aux-streams", type=int, default=16, help="health Watch and reflection streams open at once "
-                    "(default 16), kept apart from the calls that serve work")
-    ap.add_argument("--aux-per-peer", type=int, default=4, help="of those, from one peer address (default 4)")
+    ap.add_argument("--aux-streams", type=int, default=256, help="health Watch and reflection streams open at once "
+                    "(default 256: every client channel watches its servers' health), kept apart from the calls "
+                    "that serve work")
+    ap.add_argument("--aux-per-peer", type=int, default=64, help="of those, from one peer address (default 64)")
     ap.add_argument("--job-workers", type=int, default=1, help="path jobs run at once (default 1)")
     ap.add_argument("--root", action="append", default=[], help="folder path jobs may read and write (repeatable); "
                     "without one, jobs are refused")

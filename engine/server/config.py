@@ -35,8 +35,10 @@ class ServerConfig:
     queue_size: int = 32
     stream_window: int = 4
     workers: int = 32  # most hdrlift.v1 calls served at once (each holds a handler thread)
-    aux_streams: int = 16  # most health Watch / reflection streams open at once (threads of their own)
-    aux_per_peer: int = 4  # most of those from one peer address
+    # most health Watch / reflection streams open at once (each client channel keeps one Watch per
+    # server for its load balancing), with threads of their own, apart from the work calls
+    aux_streams: int = 256
+    aux_per_peer: int = 64  # most of those from one peer address
     job_workers: int = 1
     roots: tuple[str, ...] = ()
     state_dir: str | None = None  # job records survive restarts here; unfinished jobs resume

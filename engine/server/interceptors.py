@@ -241,7 +241,8 @@ class LogInterceptor(grpc.ServerInterceptor):
         self.stream = stream
         self._lock = threading.Lock()
 
-    def _emit(self, method: str, context, t0: float, exc: BaseException | None, fields: dict) -> None:
+    def _emit(self, method: str, context, t0: float, exc: BaseException | None, fields: dict,
+              health: bool = False) -> None:
         code = None
         try:
             code = context.code()
@@ -254,7 +255,7 @@ class LogInterceptor(grpc.ServerInterceptor):
         name = code.name if isinstance(code, grpc.StatusCode) else str(code)
         dt = time.perf_counter() - t0
         self.metrics.request_finished(method, name, dt)
-        if self.stream is False:
+        if self.stream is False or (health and name in ("OK", "CANCELLED")):
             return
         rec = {"ts": round(time.time(), 3), "level": "info" if name == "OK" else "warning",
                "method": method, "code": name, "seconds": round(dt, 4), "peer": context.peer()}
@@ -280,6 +281,9 @@ class LogInterceptor(grpc.ServerInterceptor):
             return None
         method = handler_call_details.method.rsplit("/", 1)[-1]
         metrics = self.metrics
+        # health checks are counted, not logged: probes and every client's load balancer make
+        # them all the time (a failed one is logged)
+        health = handler_call_details.method in HEALTH_METHODS
 
         def make(behaviour, _rs, ps):
             if ps:
@@ -294,7 +298,7 @@ class LogInterceptor(grpc.ServerInterceptor):
                         # gRPC may abandon a cancelled stream's generator without closing it,
                         # so the termination callback logs it too; whichever runs first wins
                         if once.acquire(blocking=False):
-                            self._emit(method, context, t0, e, fields)
+                            self._emit(method, context, t0, e, fields, health)
 
                     context.add_callback(emit)
                     try:
@@ -330,7 +334,7 @@ class LogInterceptor(grpc.ServerInterceptor):
                     raise
                 finally:
                     _CallLog.set(None)
-                    self._emit(method, context, t0, exc, fields)
+                    self._emit(method, context, t0, exc, fields, health)
             return run
 
         return _wrap_behaviour(handler, make)
