@@ -19,7 +19,7 @@ from hdrlift.engine.backends import wrap_module  # noqa: E402
 from hdrlift.engine.backends.exporters import export_nuke, nuke_module  # noqa: E402
 from hdrlift.engine.colour import ColourManager  # noqa: E402
 from hdrlift.engine.models import get_info  # noqa: E402
-from hdrlift.engine.models.registry import LoadedModel  # noqa: E402
+from hdrlift.engine.models.loading import LoadedModel  # noqa: E402
 from hdrlift.engine.pipeline import Pipeline  # noqa: E402
 from hdrlift_nuke import colour  # noqa: E402
 
