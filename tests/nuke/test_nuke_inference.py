@@ -102,7 +102,11 @@ def test_an_acescg_working_space_and_three_channels(tmp_path):
     with torch.no_grad():
         out = ts(_nchw(x))
     assert out.shape == (1, 3, 33, 47)
-    ref = Pipeline(model="hdrcnn-lite", backend="torch", output_space="ACEScg").process(x, input_space="ACEScg")
+    # the plate behind an ACES script's pixels is Rec.709 footage: the export brings the pixels back
+    # to linear Rec.709 (OCIO's matrix) and encodes them as the engine does a linear Rec.709 input
+    pipe = Pipeline(model="hdrcnn-lite", backend="torch", output_space="ACEScg")
+    x709 = pipe.colour.converter("ACEScg", "lin_rec709")(x)
+    ref = pipe.process(x709, input_space="lin_rec709")
     np.testing.assert_allclose(_hwc(out), ref.hdr, rtol=1e-4, atol=2e-5)
 
 
