@@ -146,18 +146,14 @@ def photograph(scene: list[np.ndarray], path: str, fps: int = 24, seed: int = 0)
 
 def scores(linear: list[np.ndarray], pairs: list[T.FlowPair], clipped: list[np.ndarray],
            truth: list[np.ndarray]) -> dict[str, float]:
-    """Warping errors (all visible pixels; visible and clipped in the input), the mean PQ code
-    and the mean |log2| luminance error against the truth in the clipped pixels."""
+    """Warping errors (:func:`training.temporal.warping_scores`), the mean PQ code and the mean
+    |log2| luminance error against the truth in the clipped pixels."""
     pq = [T.pq_encode(f) for f in linear]
-    full, _ = T.warping_error(pq, pairs)
-    hi = [T.pair_warping_error(pq[t + 1], pq[t], T.FlowPair(p.flow, p.mask & clipped[t + 1]))
-          for t, p in enumerate(pairs) if (p.mask & clipped[t + 1]).sum() >= 32]
     level = np.mean([f[c].mean() for f, c in zip(pq, clipped) if c.any()])
     err = np.mean([np.abs(np.log2(np.maximum(f[c] @ T.LUMA709, 1e-6))
                           - np.log2(np.maximum(g[c] @ T.LUMA709, 1e-6))).mean()
                    for f, g, c in zip(linear, truth, clipped) if c.any()])
-    return {"full": full, "clipped": float(np.mean(hi)) if hi else float("nan"), "level": float(level),
-            "stops": float(err)}
+    return {**T.warping_scores(linear, pairs, clipped), "level": float(level), "stops": float(err)}
 
 
 def main() -> int:

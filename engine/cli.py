@@ -113,6 +113,17 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
     if video:
         o.add_argument("--resume", action="store_true", help="skip frames whose EXR is already complete (refused "
                        "when they were made with another model, weights or colour space)")
+        d = ap.add_argument_group("delivery: an HDR10 or HLG master instead of EXRs (docs/delivery.md)")
+        d.add_argument("--deliver", choices=("hdr10", "hlg"), help="write OUTPUT (.mp4, .mov) as a 10-bit HEVC "
+                       "master: BT.2020, PQ (HDR10, with mastering display and MaxCLL/MaxFALL measured from the "
+                       "frames) or HLG; SDR white at 203 cd/m2 (BT.2408), BT.2390 roll-off to --peak-nits; "
+                       "frame rate, timestamps and audio kept")
+        d.add_argument("--peak-nits", type=float, default=1000.0, metavar="CD/M2", help="the master's peak "
+                       "(default 1000; PQ 400-10000, HLG 400-2000)")
+        d.add_argument("--crf", type=float, default=16.0, help="x265 quality (default 16: a master)")
+        d.add_argument("--preset", default="medium", help="x265 preset (default medium)")
+        d.add_argument("--mastering-display", choices=("p3-d65", "bt2020"), default="p3-d65",
+                       help="the mastering display the HDR10 metadata names (default p3-d65)")
         f = ap.add_argument_group("frames")
         f.add_argument("--frames", type=_frames, metavar="START-END", help="only these source frame numbers (inclusive)")
         f.add_argument("--every", type=_positive, default=1, metavar="N", help="every Nth frame of the range")
@@ -206,7 +217,7 @@ def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
     start, end = _frame_range(args, video)
     reader_options = _reader_options(args) if video else None
     report = convert_remote(
-        args.input, args.output, args.server, model=args.model, input_space=args.input_colorspace,
+        args.input, _output(args, video), args.server, model=args.model, input_space=args.input_colorspace,
         output_space=args.output_colorspace, start=start, end=end, every=args.every if video else 1,
         resume=args.resume if video else False, overwrite=args.overwrite, half=not args.float,
         compression=args.compression, mask_layer=args.mask_layer, single=not video,
@@ -216,6 +227,24 @@ def _run_remote(prog: str, args: argparse.Namespace, video: bool) -> int:
     if not args.quiet:
         _summary(prog, report)
     return 0
+
+
+def _output(args: argparse.Namespace, video: bool):
+    """Where the frames go: the OUTPUT path (EXRs), or with ``--deliver`` an HDR master's sink."""
+    if not (video and args.deliver):
+        return args.output
+    clash = [f for f, v in (("--resume", args.resume), ("--mask-layer", args.mask_layer), ("--float", args.float),
+                            ("--compression", args.compression != "zip")) if v]
+    if clash:
+        raise InputError(f"{', '.join(clash)}: EXR options; --deliver writes one HEVC master")
+    from hdrlift.engine.delivery import MasterSink
+
+    whole = not args.frames and args.every == 1
+    if not whole:
+        _warner("hdr-video")("a frame range or --every: the master has no audio (it would be out of step)")
+    return MasterSink(args.output, transfer="pq" if args.deliver == "hdr10" else "hlg", overwrite=args.overwrite,
+                      audio=whole, peak_nits=args.peak_nits, crf=args.crf, preset=args.preset,
+                      mastering_display=args.mastering_display)
 
 
 def _frame_range(args: argparse.Namespace, video: bool) -> tuple[int | None, int | None]:
@@ -244,7 +273,10 @@ def _warner(prog: str):
 def _summary(prog: str, report) -> None:
     """The one line printed after a run (local or --server): frames, time, rate, colour spaces."""
     skipped = f", {len(report.skipped)} already complete" if report.skipped else ""
-    print(f"{prog}: {len(report.written)} EXR written{skipped} in {report.seconds:.1f}s "
+    what = f"{len(report.written)} EXR written"
+    if report.written and report.written[0].suffix.lower() in (".mp4", ".mov", ".m4v"):
+        what = f"master {report.written[0]} written ({report.frames} frames)"
+    print(f"{prog}: {what}{skipped} in {report.seconds:.1f}s "
           f"({report.fps:.2f} frames/s), {report.input_space} -> {report.output_space}, "
           f"model {report.model} on {report.where}", file=sys.stderr)
 
@@ -282,7 +314,7 @@ def _body(ap: argparse.ArgumentParser, args: argparse.Namespace, prog: str, vide
     progress = None if args.quiet else default_progress()
     if video:
         start, end = _frame_range(args, video)
-        report = pipe.convert(args.input, args.output, start=start, end=end, every=args.every,
+        report = pipe.convert(args.input, _output(args, video), start=start, end=end, every=args.every,
                               resume=args.resume, overwrite=args.overwrite, progress=progress,
                               preview=args.preview, reader_options=_reader_options(args), warn=_warner(prog))
     else:

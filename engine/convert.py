@@ -86,6 +86,7 @@ class Work:
     payload: Any
     preview: bool
     alpha: np.ndarray | None = None  # the source's alpha (straight), written as the EXR's A
+    pts: int | None = None  # the frame's timestamp in its stream (video masters keep the timing)
 
 
 @dataclasses.dataclass
@@ -141,6 +142,109 @@ class FrameStep(abc.ABC):
 
     def account(self, timings: dict, elapsed: float) -> None:
         """Fill in the timings the step could not measure itself (at the end of a run)."""
+
+
+class FrameSink(abc.ABC):
+    """Where the file loop's finished frames go: an EXR sequence or one EXR (:class:`ExrSink`),
+    or a video master (:class:`hdrlift.engine.delivery.MasterSink`)."""
+
+    #: writer threads; 1 keeps the frames in order (a video), None: the loop's ``encode_workers``
+    workers: int | None = None
+
+    @abc.abstractmethod
+    def open(self, reader, step: FrameStep, input_space: str, start: int | None, end: int | None) -> None:
+        """Before the first frame: make folders, check what ``--resume`` would keep..."""
+
+    @abc.abstractmethod
+    def target(self, number: int, may_skip: bool) -> Any:
+        """Decode thread: where frame ``number`` goes, or a :class:`Skip` when ``--resume`` finds
+        it finished (``may_skip`` False: make it anyway). Raises when it exists and may not be
+        replaced."""
+
+    def finished(self, target) -> bool:
+        """Calling thread, just before a frame is handed to a writer: made meanwhile?"""
+        return False
+
+    @abc.abstractmethod
+    def write(self, work: "Work", hdr: np.ndarray, mask: np.ndarray | None, output) -> None:
+        """Writer thread: one finished frame (``output``: the step's, for its attributes)."""
+
+    def close(self) -> list[pathlib.Path]:
+        """After the last frame: what was written beyond the frames' targets (a video)."""
+        return []
+
+    def abort(self) -> None:
+        """After an error: leave nothing half-written."""
+
+
+class ExrSink(FrameSink):
+    """An OpenEXR sequence (``folder``, ``name.####.exr``) or, with ``single``, one EXR: atomic
+    writes, ``--resume``/``--overwrite``, a server's ``confine`` rule at every write."""
+
+    def __init__(self, source, output, *, single: bool = False, settings: ExrSettings | None = None,
+                 ocio_config_name: str = "", resume: bool = False, overwrite: bool = False,
+                 confine: Callable[[pathlib.Path], None] | None = None):
+        self.source, self.single = str(source), single
+        self.settings = settings or ExrSettings()
+        self.ocio_config_name = ocio_config_name
+        self.resume, self.overwrite, self.confine = resume, overwrite, confine
+        if single:
+            self.path = pathlib.Path(output)
+            if self.path.suffix.lower() != ".exr":
+                raise OutputError(f"output must be an .exr file, got {_shown(str(output))}")
+            self.pattern = None
+            self.folder = self.path.parent
+        else:
+            self.pattern = OutputPattern.for_source(source, output)
+            self.folder = self.pattern.folder
+
+    def path_for(self, number: int) -> pathlib.Path:
+        return self.path if self.pattern is None else self.pattern.path(number)
+
+    def open(self, reader, step, input_space, start, end) -> None:
+        self.step, self.input_space = step, input_space
+        if self.confine is not None:
+            self.confine(self.folder)
+        prepare_dir(self.folder)
+        remove_stale_temporaries(self.folder)
+        if self.resume and self.pattern is not None:
+            _check_resumable(self.pattern, start, end, step.expected_attributes(input_space))
+
+    def target(self, number: int, may_skip: bool):
+        from hdrlift.engine.io.exr import is_complete_exr
+
+        path = self.path_for(number)
+        if path.exists():
+            if self.resume and may_skip and is_complete_exr(path):
+                return Skip(path)
+            if not (self.resume or self.overwrite):
+                how = ("--overwrite to replace it" if self.single
+                       else "--resume to skip finished frames or --overwrite")
+                raise OutputError(f"{path} exists; pass {how}")
+        return path
+
+    def finished(self, target) -> bool:
+        from hdrlift.engine.io.exr import is_complete_exr
+
+        return self.resume and target.exists() and is_complete_exr(target)
+
+    def write(self, work, hdr, mask, output) -> None:
+        from hdrlift.engine.io import exr
+
+        how = {"input_space": self.input_space, **self.step.attributes(output)}  # a server says what it resolved
+        attrs = exr.frame_attributes(source=self.source, frame=work.number, ocio_config=self.ocio_config_name, **how)
+        layers = {"mask": mask} if self.settings.mask_layer and mask is not None else None
+        path = work.target
+        if self.confine is not None:
+            self.confine(path)
+        exr.write_exr(path, hdr, half=self.settings.half, compression=self.settings.compression, attributes=attrs,
+                      layers=layers, alpha=work.alpha)
+        if self.confine is not None:
+            try:
+                self.confine(path)  # the folder may have been swapped for a link while the frame was written
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
 
 
 # --------------------------------------------------------------------------- output naming
@@ -355,7 +459,7 @@ def remove_stale_temporaries(folder: pathlib.Path) -> list[pathlib.Path]:
 def convert(
     step: FrameStep,
     source: str | os.PathLike,
-    output: str | os.PathLike,
+    output: str | os.PathLike | FrameSink,
     *,
     exr_settings: ExrSettings | None = None,
     ocio_config_name: str = "",
@@ -375,36 +479,27 @@ def convert(
     max_frame_pixels: int = MAX_FRAME_PIXELS,
     warn: Callable[[str], None] | None = None,
 ) -> RunReport:
-    """Convert a video, image sequence or still to EXR files through ``step``.
+    """Convert a video, image sequence or still through ``step`` into ``output``.
 
     ``output`` is a folder (frames become ``folder/<stem>.####.exr``), a pattern with
     ``####``/``%04d``, or, with ``single=True``, one EXR path for one frame (a still, or the one
-    frame ``start``-``end`` selects). ``confine(path)`` (a server's ``--root`` rule) is called on
-    the output folder before it is made, and on every file before and after it is written; it
-    raises when the path resolves outside what is allowed. ``warn(message)`` hears what the
-    source says the user should know (an interlaced video converted as progressive...); the
-    report keeps the same lines in ``notes``.
+    frame ``start``-``end`` selects): an :class:`ExrSink` made with ``exr_settings``,
+    ``ocio_config_name``, ``resume``, ``overwrite`` and ``confine``. Or a :class:`FrameSink`
+    (a video master). ``confine(path)`` (a server's ``--root`` rule) is called on the output
+    folder before it is made, and on every file before and after it is written; it raises when
+    the path resolves outside what is allowed. ``warn(message)`` hears what the source says the
+    user should know (an interlaced video converted as progressive...); the report keeps the same
+    lines in ``notes``.
     """
-    from hdrlift.engine.io import exr
     from hdrlift.engine.io.images import open_source
 
-    settings = exr_settings or ExrSettings()
     check_range(start, end, every)
     if resume and overwrite:
         raise InputError("--resume and --overwrite exclude each other: resume keeps finished frames, overwrite "
                          "replaces them")
-    if single:
-        target = pathlib.Path(output)
-        if target.suffix.lower() != ".exr":
-            raise OutputError(f"output must be an .exr file, got {_shown(str(output))}")
-
-        def path_for(n: int) -> pathlib.Path:
-            return target
-        out_dir = target.parent
-    else:
-        pattern = OutputPattern.for_source(source, output)
-        path_for = pattern.path
-        out_dir = pattern.folder
+    sink = output if isinstance(output, FrameSink) else ExrSink(
+        source, output, single=single, settings=exr_settings, ocio_config_name=ocio_config_name, resume=resume,
+        overwrite=overwrite, confine=confine)
     reader = open_source(source, **(reader_options or {}))
     t0 = time.perf_counter()
     timings = {"decode": 0.0, "colour": 0.0, "model": 0.0, "encode": 0.0}
@@ -426,12 +521,7 @@ def convert(
                              "the sequence with hdr-video")
         input_space = step.input_space_for(getattr(reader, "tags", None), getattr(reader, "profile", None))
         step.open(input_space)
-        if confine is not None:
-            confine(out_dir)
-        prepare_dir(out_dir)
-        remove_stale_temporaries(out_dir)
-        if resume and not single:
-            _check_resumable(pattern, start, end, step.expected_attributes(input_space))
+        sink.open(reader, step, input_space, start, end)
 
         mid = None if total is None else total // 2
         seen = [0]
@@ -439,16 +529,12 @@ def convert(
 
         def prepare(frame) -> Work | Skip:
             """Decode thread: skip a finished frame, or bring the frame to the step's payload."""
-            target = path_for(frame.number)
             seen[0] += 1
             # the preview shows the first frame and the middle one
             want_preview = preview is not None and (seen[0] == 1 or seen[0] - 1 == mid)
-            if target.exists():
-                if resume and exr.is_complete_exr(target) and not want_preview:
-                    return Skip(target)
-                if not (resume or overwrite):
-                    how = "--overwrite to replace it" if single else "--resume to skip finished frames or --overwrite"
-                    raise OutputError(f"{target} exists; pass {how}")
+            target = sink.target(frame.number, may_skip=not want_preview)
+            if isinstance(target, Skip):
+                return target
             try:
                 rgb = check_frame(frame.rgb)
             except InputError as exc:
@@ -456,83 +542,80 @@ def convert(
             t = time.perf_counter()
             payload = step.prepare(rgb)
             colour_in[0] += time.perf_counter() - t
-            return Work(frame.number, target, payload, want_preview, getattr(frame, "alpha", None))
+            return Work(frame.number, target, payload, want_preview, getattr(frame, "alpha", None),
+                        getattr(frame, "pts", None))
 
         items = DecodeThread(reader.frames(start=start, end=end, every=every), timings, prepare,
                              max(queue_size, batch))
         preview_pick = None
-        pending: list[tuple[pathlib.Path, Future]] = []
+        pending: list[tuple[Any, Future]] = []
         done = 0
 
-        def write(path: pathlib.Path, out, number: int, alpha) -> tuple[float, float]:
-            """Encode worker: the step's finish (colour out), then the atomic EXR write."""
+        def write(work: Work, out) -> tuple[float, float]:
+            """Writer thread: the step's finish (colour out), then the sink's write."""
             t = time.perf_counter()
             hdr, mask = step.finish(out)
             t1 = time.perf_counter()
-            how = {"input_space": input_space, **step.attributes(out)}  # a server says what it resolved
-            attrs = exr.frame_attributes(source=str(source), frame=number, ocio_config=ocio_config_name, **how)
-            layers = {"mask": mask} if settings.mask_layer and mask is not None else None
-            if confine is not None:
-                confine(path)
-            exr.write_exr(path, hdr, half=settings.half, compression=settings.compression, attributes=attrs,
-                          layers=layers, alpha=alpha)
-            if confine is not None:
-                try:
-                    confine(path)  # the folder may have been swapped for a link while the frame was written
-                except BaseException:
-                    path.unlink(missing_ok=True)
-                    raise
+            sink.write(work, hdr, mask, out)
             return t1 - t, time.perf_counter() - t1
 
         def finish_oldest() -> None:
-            path, fut = pending.pop(0)
+            target, fut = pending.pop(0)
             colour_s, write_s = _result(fut)
             timings["colour"] += colour_s
             timings["encode"] += write_s
-            written.append(path)
+            written.append(target)
 
-        with ThreadPoolExecutor(max_workers=encode_workers, thread_name_prefix="exr") as pool:
-            results = step.run(items, timings)
-            try:
-                for item in results:
-                    if isinstance(item, Skip):
-                        skipped.append(item.target)
+        workers = sink.workers or encode_workers
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="write") as pool:
+                results = step.run(items, timings)
+                try:
+                    for item in results:
+                        if isinstance(item, Skip):
+                            skipped.append(item.target)
+                            done += 1
+                            if progress:
+                                progress(done, total, time.perf_counter() - t0)
+                            continue
+                        w, out = item
+                        if w.preview:
+                            preview_pick = step.preview(w, out) or preview_pick
+                        if sink.finished(w.target):
+                            skipped.append(w.target)
+                            done += 1
+                            continue
+                        # bounded: wait for the oldest write before queueing more
+                        while len(pending) >= queue_size:
+                            finish_oldest()
+                        pending.append((w.target, pool.submit(write, w, out)))
                         done += 1
                         if progress:
                             progress(done, total, time.perf_counter() - t0)
-                        continue
-                    w, out = item
-                    if w.preview:
-                        preview_pick = step.preview(w, out) or preview_pick
-                    if resume and w.target.exists() and exr.is_complete_exr(w.target):
-                        skipped.append(w.target)
-                        done += 1
-                        continue
-                    # bounded: wait for the oldest write before queueing more
-                    while len(pending) >= queue_size:
+                    while pending:
                         finish_oldest()
-                    pending.append((w.target, pool.submit(write, w.target, out, w.number, w.alpha)))
-                    done += 1
-                    if progress:
-                        progress(done, total, time.perf_counter() - t0)
-                while pending:
-                    finish_oldest()
-            except BaseException:
-                results.close()
-                # let frames already being written finish (atomic writes: no partial files)
-                for _, fut in pending:
-                    try:
-                        fut.result()
-                    except Exception:
-                        pass
-                raise
-            finally:
-                items.close()  # the decoder stops before the reader closes under it
+                except BaseException:
+                    results.close()
+                    # let frames already being written finish (atomic writes: no partial files)
+                    for _, fut in pending:
+                        try:
+                            fut.result()
+                        except Exception:
+                            pass
+                    raise
+                finally:
+                    items.close()  # the decoder stops before the reader closes under it
+            if done == 0:
+                raise InputError(f"no frames to convert in {source} for the requested range")
+            extra = sink.close()
+        except BaseException:
+            sink.abort()
+            raise
     timings["colour"] += colour_in[0]
     elapsed = time.perf_counter() - t0
     step.account(timings, elapsed)
-    if done == 0:
-        raise InputError(f"no frames to convert in {source} for the requested range")
+    if extra:  # a video: its one file is what was written
+        written = list(extra)
     if preview is not None and preview_pick is not None:
         write_preview(preview, *preview_pick)
     return RunReport(written=written, skipped=skipped, frames=done, seconds=time.perf_counter() - t0,

@@ -60,6 +60,7 @@ import numpy as np
 
 from hdrlift.engine.atomic import replacing
 from hdrlift.engine.colour import NETWORK_OUTPUT_SPACE, ColourManager
+from hdrlift.engine.convert import FrameSink, prepare_dir
 from hdrlift.engine.errors import OutputError
 
 __all__ = [
@@ -907,3 +908,58 @@ class HdrMasterWriter:
                 self.abort()
         elif not self._closed:
             self.close()
+
+
+# --------------------------------------------------------------------------- the file loop's sink
+class MasterSink(FrameSink):
+    """The file loop's sink for ``hdr-video --deliver``: the frames, in order, into one
+    :class:`HdrMasterWriter` with the source's frame rate and timestamps, and its audio when
+    ``audio`` (the whole clip is converted: a frame range would put the sound out of step).
+    Frames arrive in the pipeline's output space (any scene-linear space of the config; the
+    display mapping converts it to BT.2020)."""
+
+    workers = 1  # the encoder takes the frames in order
+
+    def __init__(self, path: str | os.PathLike, *, transfer: str = "pq", overwrite: bool = False,
+                 audio: bool = True, **writer_options: Any):
+        self.path = pathlib.Path(path)
+        self.transfer = _transfer(transfer)
+        self.overwrite = overwrite
+        self.audio = audio
+        self.options = writer_options
+        self.writer: HdrMasterWriter | None = None
+        self.report: MasterReport | None = None
+        if self.path.suffix.lower() not in _CONTAINER_FORMATS:
+            raise DeliveryError(f"{self.path.name}: an HDR master goes in .mp4, .m4v or .mov, not "
+                                f"'{self.path.suffix or 'no extension'}'")
+        if self.path.exists() and not overwrite:
+            raise OutputError(f"{self.path} exists; pass --overwrite to replace it")
+
+    def open(self, reader, step, input_space, start, end) -> None:
+        fps = getattr(reader, "fps", None)
+        if not fps:
+            raise DeliveryError(f"{getattr(reader, 'path', 'the input')} has no frame rate (a still or an image "
+                                "sequence); an HDR master is made from a video")
+        prepare_dir(self.path.parent)
+        self.writer = HdrMasterWriter(
+            self.path, transfer=self.transfer, fps=fps, width=reader.width, height=reader.height,
+            time_base=getattr(reader, "time_base", None), audio_from=reader.path if self.audio else None,
+            input_space=step.output_space, **self.options)
+
+    def target(self, number: int, may_skip: bool):
+        return self.path
+
+    def finished(self, target) -> bool:
+        return False
+
+    def write(self, work, hdr, mask, output) -> None:
+        self.writer.write(hdr, pts=work.pts)
+
+    def close(self) -> list[pathlib.Path]:
+        self.report = self.writer.close()
+        return [self.report.path]
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+

@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cvvdp", action="store_true", help="also ColorVideoVDP JOD (needs the cvvdp package)")
     ap.add_argument("--json", type=pathlib.Path, help="write every number (overall, per clip, per image)")
     ap.add_argument("--markdown", type=pathlib.Path, help="write the tables")
+    ap.add_argument("--video", action="append", default=[], metavar="CLIP",
+                    help="instead of the HDR images: the warping error (Lai et al. 2018; flicker) of each model "
+                         "on this SDR clip, beside the input's own (repeatable; needs opencv-python-headless)")
+    ap.add_argument("--video-frames", type=int, default=None, metavar="N", help="the first N frames of each clip")
     ap.add_argument("-q", "--quiet", action="store_true")
     return ap
 
@@ -188,6 +192,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise ModelError(f"--weights takes MODEL=FILE, got {w!r}")
         k, v = w.split("=", 1)
         weights[k] = v
+    if args.video:
+        return _evaluate_video(args, models, weights)
     try:
         clips = tuple(float(c) for c in args.clip.split(","))
     except ValueError:
@@ -217,6 +223,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     try:
         if args.json:
             atomic_write_text(args.json, json.dumps(summary, indent=1, allow_nan=True) + "\n")
+        if args.markdown:
+            atomic_write_text(args.markdown, text)
+    except OSError as exc:
+        raise OutputError(f"cannot write results: {exc.strerror or exc}") from None
+    return 0
+
+
+def _evaluate_video(args: argparse.Namespace, models: list[str], weights: dict[str, str]) -> int:
+    from hdrlift.training import temporal as T
+
+    table = T.video_table(args.video, models, device=args.device, weights=weights, max_frames=args.video_frames)
+    text = T.video_markdown(table)
+    print(text)
+    try:
+        if args.json:
+            atomic_write_text(args.json, json.dumps(table, indent=1, allow_nan=True) + "\n")
         if args.markdown:
             atomic_write_text(args.markdown, text)
     except OSError as exc:

@@ -530,6 +530,11 @@ class VideoReader:
         return self._height
 
     @property
+    def time_base(self) -> Fraction | None:
+        """The time base of the frames' ``pts`` (the stream's)."""
+        return Fraction(self._time_base) if self._time_base else None
+
+    @property
     def fps(self) -> Fraction:
         """Frame rate (average rate of the stream; 24 when the container gives none)."""
         return self._fps

@@ -504,27 +504,32 @@ def test_bad_frames_and_timestamps_are_refused(tmp_path):
     assert times == pytest.approx([0.2, 0.24])
 
 
-def test_pipeline_to_master_as_docs_delivery_shows(sample_clip, tmp_path):
-    """The docs' recipe: the pipeline's linear Rec.709 frames of a real clip into an HDR10 master,
-    with the source's time base and pts (the wiring hdr-video --deliver needs)."""
-    from hdrlift.engine.io.video import VideoReader
-    from hdrlift.engine.pipeline import Pipeline
+def test_hdr_video_deliver_writes_the_master(masters, tmp_path, capsys):
+    """``hdr-video --deliver``: the file loop's frames into an HDR10 master, with the source's
+    time base, timestamps and audio; HLG likewise; EXR options and bad peaks refused in one line."""
+    from hdrlift.engine.cli import video_main
 
-    pipe = Pipeline(model="hdrcnn-lite", backend="torch")
-    with av.open(str(sample_clip)) as c:
-        time_base = c.streams.video[0].time_base
-        src_times = sorted(float(p.pts * time_base) for p in c.demux(c.streams.video[0]) if p.size)
-    out = tmp_path / "master.mov"
-    with VideoReader(sample_clip) as reader, D.HdrMasterWriter(
-            out, fps=reader.fps, time_base=time_base, width=reader.width, height=reader.height,
-            audio_from=sample_clip, preset="ultrafast") as master:
-        space = pipe.input_space_for(reader.tags)
-        for frame in reader.frames():
-            master.write(pipe.process(frame.rgb, input_space=space).linear709, pts=frame.pts)
-    assert 203 < master.max_cll <= 1000  # the sample's sun and lamps are expanded above white
+    src = masters["src"]
+    out = tmp_path / "master.mp4"
+    assert video_main([str(src), str(out), "--deliver", "hdr10", "--preset", "ultrafast", "-q"]) == 0
     info = read_back(out)
-    assert info["tag"] == "hvc1" and info["tags"] == (9, 16, 9, 1) and info["audio"] == 0
-    assert [f["time"] for f in info["frames"]] == pytest.approx(src_times, abs=1e-6)
+    assert info["codec"] == "hevc" and info["tag"] == "hvc1" and info["tags"] == (9, 16, 9, 1)
+    assert [f["time"] for f in info["frames"]] == pytest.approx([p * masters["tb"] for p in masters["pts"]], abs=1e-6)
+    assert info["audio"] == 1 and audio_packets(out) == audio_packets(src)  # copied, not re-encoded
+    sides = info["frames"][0]["side"]
+    assert "MASTERING_DISPLAY_METADATA" in sides and "CONTENT_LIGHT_LEVEL" in sides
+    hlg = tmp_path / "hlg.mov"
+    assert video_main([str(src), str(hlg), "--deliver", "hlg", "--preset", "ultrafast", "-q", "--frames", "2-5"]) == 0
+    assert "no audio" in capsys.readouterr().err  # a frame range would put the sound out of step
+    info = read_back(hlg)
+    assert info["tags"][:2] == (9, 18) and len(info["frames"]) == 4 and info["audio"] == 0
+    for extra, code, words in ((["--resume"], 2, "EXR options"), (["--peak-nits", "50"], 3, "peak"),
+                               (["--mask-layer"], 2, "EXR options")):
+        assert video_main([str(src), str(tmp_path / "bad.mp4"), "--deliver", "hdr10", "-q", *extra]) == code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert video_main([str(src), str(tmp_path / "bad.mkv"), "--deliver", "hdr10", "-q"]) == 3
+    assert not list(tmp_path.glob("bad*")) and not list(tmp_path.glob(".*"))  # nothing half-written
 
 
 @pytest.mark.parametrize("transfer", ["pq", "hlg"])

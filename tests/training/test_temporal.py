@@ -107,3 +107,22 @@ def test_stabiliser_removes_injected_highlight_flicker_and_keeps_the_rest(textur
     np.testing.assert_allclose(fixed[5][dark], outs[5][dark], rtol=1e-4)  # unexpanded pixels untouched
     with pytest.raises(ValueError, match="strength"):
         T.stabilise_expansion(lin, outs, pairs, strength=1.0)
+
+
+def test_hdrlift_eval_video_reports_each_model_beside_the_input(sample_clip, tmp_path, capsys):
+    """``hdrlift-eval --video``: the table has the input's own row; the inverse camera curve (no
+    expansion) flickers exactly as the input does."""
+    import json
+
+    from hdrlift.training.evaluate import main
+
+    out = tmp_path / "video.json"
+    assert main(["--models", "inverse-crf,landis", "--video", str(sample_clip), "--video-frames", "6",
+                 "--json", str(out), "-q"]) == 0
+    text = capsys.readouterr().out
+    assert "| input |" in text and "| landis |" in text
+    table = json.loads(out.read_text())
+    assert table["models"] == ["input", "inverse-crf", "landis"]
+    mean = table["mean"]
+    assert mean["inverse-crf"]["full"] == pytest.approx(mean["input"]["full"], rel=1e-5)
+    assert mean["landis"]["full"] > 0
