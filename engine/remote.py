@@ -172,6 +172,7 @@ class RemoteStep(FrameStep):
                 self._chroma[space] = None
         return {"output_space": space, "input_space": clean_text(res.header.input_space, 200),
                 "model": clean_text(res.header.model, 200), "model_version": clean_text(res.header.model_version, 200),
+                "weights": clean_text(res.header.model_weights, 64) or None,
                 "chromaticities": self._chroma[space], "server": self.client.servers}
 
     def expected_attributes(self, input_space: str) -> dict[str, str]:

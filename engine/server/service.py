@@ -480,7 +480,8 @@ class HdrliftServer:
         names = ["R", "G", "B"] + (["mask"] if prep.want_mask else [])
         header = pb.FrameHeader(width=prep.width, height=prep.height, dtype=prep.out_dtype,
                                 channels=len(names), input_space=st.input_space, output_space=p.output_space,
-                                model=st.model, model_version=str(p.model_version), channel_names=names,
+                                model=st.model, model_version=str(p.model_version), model_weights=p.weights or "",
+                                channel_names=names,
                                 batch_size=prep.item.batch_size)
         if prep.out_dtype == pb.DTYPE_EXR:
             attrs = frame_attributes(input_space=st.input_space, ocio_config=p.colour.config_name, **p.attributes())

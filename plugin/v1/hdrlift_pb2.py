@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hdrlift/v1/hdrlift.proto\x12\nhdrlift.v1\"g\n\x0c\x46rameOptions\x12\x13\n\x0breturn_mask\x18\x01 \x01(\x08\x12\'\n\x0coutput_dtype\x18\x02 \x01(\x0e\x32\x11.hdrlift.v1.DType\x12\x19\n\x11reply_chunk_bytes\x18\x03 \x01(\r\"\x9f\x02\n\x0b\x46rameHeader\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12 \n\x05\x64type\x18\x03 \x01(\x0e\x32\x11.hdrlift.v1.DType\x12\x10\n\x08\x63hannels\x18\x04 \x01(\x05\x12\x13\n\x0binput_space\x18\x05 \x01(\t\x12\x14\n\x0coutput_space\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12)\n\x07options\x18\x08 \x01(\x0b\x32\x18.hdrlift.v1.FrameOptions\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x15\n\rchannel_names\x18\n \x03(\t\x12\x16\n\x0eserver_seconds\x18\x0b \x01(\x01\x12\x12\n\nbatch_size\x18\x0c \x01(\r\"K\n\x12ReconstructRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.hdrlift.v1.FrameHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"I\n\x10ReconstructReply\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.hdrlift.v1.FrameHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"q\n\x05\x43hunk\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05total\x18\x03 \x01(\r\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\'\n\x06header\x18\x05 \x01(\x0b\x32\x17.hdrlift.v1.FrameHeader\"f\n\rStreamRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.hdrlift.v1.FrameHeaderH\x00\x12\"\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.hdrlift.v1.ChunkH\x00\x42\x06\n\x04kind\"/\n\x0bStreamReply\x12 \n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x11.hdrlift.v1.Chunk\"\x13\n\x11ListModelsRequest\"\xc6\x01\n\x10ModelDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\r\n\x05paper\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x13\n\x0bmultiple_of\x18\x05 \x01(\x05\x12\x15\n\rneeds_weights\x18\x06 \x01(\x08\x12\x13\n\x0bhas_weights\x18\x07 \x01(\x08\x12\x10\n\x08runnable\x18\x08 \x01(\x08\x12\x12\n\nis_default\x18\t \x01(\x08\x12\x0f\n\x07version\x18\n \x01(\t\"\x91\x01\n\x0fListModelsReply\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.hdrlift.v1.ModelDescription\x12\x15\n\rdefault_model\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x66\x61ult_input_space\x18\x03 \x01(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_output_space\x18\x04 \x01(\t\"\x16\n\x14GetServerInfoRequest\"\xa4\x02\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61\x63kends\x18\x03 \x03(\t\x12\x0f\n\x07\x64\x65vices\x18\x04 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\x03\x12\x12\n\nmax_pixels\x18\x08 \x01(\x03\x12\x11\n\tmax_batch\x18\t \x01(\x05\x12\x16\n\x0equeue_capacity\x18\n \x01(\x05\x12\x13\n\x0bocio_config\x18\x0b \x01(\t\x12\x14\n\x0cjobs_enabled\x18\x0c \x01(\x08\x12\x13\n\x0b\x63olorspaces\x18\r \x03(\t\x12\x15\n\rdefault_model\x18\x0e \x01(\t\"\x9c\x02\n\x07JobSpec\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x12\n\x05start\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03\x65nd\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x65very\x18\x05 \x01(\r\x12\r\n\x05model\x18\x06 \x01(\t\x12\x13\n\x0binput_space\x18\x07 \x01(\t\x12\x14\n\x0coutput_space\x18\x08 \x01(\t\x12\x0e\n\x06resume\x18\t \x01(\x08\x12\x11\n\toverwrite\x18\n \x01(\x08\x12\x12\n\nmask_layer\x18\x0b \x01(\x08\x12\x14\n\x0c\x66loat_output\x18\x0c \x01(\x08\x12\x13\n\x0b\x63ompression\x18\r \x01(\t\x12\x0e\n\x06single\x18\x0e \x01(\x08\x42\x08\n\x06_startB\x06\n\x04_end\"\x14\n\x06JobRef\x12\n\n\x02id\x18\x01 \x01(\t\"\xf9\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.hdrlift.v1.JobState\x12!\n\x04spec\x18\x03 \x01(\x0b\x32\x13.hdrlift.v1.JobSpec\x12\x0c\n\x04\x64one\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\x17\n\x0f\x65lapsed_seconds\x18\x07 \x01(\x01\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x12\n\nerror_code\x18\t \x01(\x05\x12\x0f\n\x07written\x18\n \x01(\x03\x12\x0f\n\x07skipped\x18\x0b \x01(\x03\x12\x16\n\x0eoutput_pattern\x18\x0c \x01(\t*N\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nDTYPE_HALF\x10\x01\x12\x0f\n\x0b\x44TYPE_FLOAT\x10\x02\x12\r\n\tDTYPE_EXR\x10\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xff\x03\n\x07Hdrlift\x12H\n\nListModels\x12\x1d.hdrlift.v1.ListModelsRequest\x1a\x1b.hdrlift.v1.ListModelsReply\x12I\n\rGetServerInfo\x12 .hdrlift.v1.GetServerInfoRequest\x1a\x16.hdrlift.v1.ServerInfo\x12K\n\x0bReconstruct\x12\x1e.hdrlift.v1.ReconstructRequest\x1a\x1c.hdrlift.v1.ReconstructReply\x12K\n\x11ReconstructStream\x12\x19.hdrlift.v1.StreamRequest\x1a\x17.hdrlift.v1.StreamReply(\x01\x30\x01\x12\x31\n\tSubmitJob\x12\x13.hdrlift.v1.JobSpec\x1a\x0f.hdrlift.v1.Job\x12-\n\x06GetJob\x12\x12.hdrlift.v1.JobRef\x1a\x0f.hdrlift.v1.Job\x12\x31\n\x08WatchJob\x12\x12.hdrlift.v1.JobRef\x1a\x0f.hdrlift.v1.Job0\x01\x12\x30\n\tCancelJob\x12\x12.hdrlift.v1.JobRef\x1a\x0f.hdrlift.v1.JobB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18hdrlift/v1/hdrlift.proto\x12\nhdrlift.v1\"g\n\x0c\x46rameOptions\x12\x13\n\x0breturn_mask\x18\x01 \x01(\x08\x12\'\n\x0coutput_dtype\x18\x02 \x01(\x0e\x32\x11.hdrlift.v1.DType\x12\x19\n\x11reply_chunk_bytes\x18\x03 \x01(\r\"\xb6\x02\n\x0b\x46rameHeader\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12 \n\x05\x64type\x18\x03 \x01(\x0e\x32\x11.hdrlift.v1.DType\x12\x10\n\x08\x63hannels\x18\x04 \x01(\x05\x12\x13\n\x0binput_space\x18\x05 \x01(\t\x12\x14\n\x0coutput_space\x18\x06 \x01(\t\x12\r\n\x05model\x18\x07 \x01(\t\x12)\n\x07options\x18\x08 \x01(\x0b\x32\x18.hdrlift.v1.FrameOptions\x12\x15\n\rmodel_version\x18\t \x01(\t\x12\x15\n\rchannel_names\x18\n \x03(\t\x12\x16\n\x0eserver_seconds\x18\x0b \x01(\x01\x12\x12\n\nbatch_size\x18\x0c \x01(\r\x12\x15\n\rmodel_weights\x18\r \x01(\t\"K\n\x12ReconstructRequest\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.hdrlift.v1.FrameHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"I\n\x10ReconstructReply\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x17.hdrlift.v1.FrameHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"q\n\x05\x43hunk\x12\x10\n\x08\x66rame_id\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05total\x18\x03 \x01(\r\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\'\n\x06header\x18\x05 \x01(\x0b\x32\x17.hdrlift.v1.FrameHeader\"f\n\rStreamRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.hdrlift.v1.FrameHeaderH\x00\x12\"\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x11.hdrlift.v1.ChunkH\x00\x42\x06\n\x04kind\"/\n\x0bStreamReply\x12 \n\x05\x63hunk\x18\x01 \x01(\x0b\x32\x11.hdrlift.v1.Chunk\"\x13\n\x11ListModelsRequest\"\xc6\x01\n\x10ModelDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\r\n\x05paper\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x13\n\x0bmultiple_of\x18\x05 \x01(\x05\x12\x15\n\rneeds_weights\x18\x06 \x01(\x08\x12\x13\n\x0bhas_weights\x18\x07 \x01(\x08\x12\x10\n\x08runnable\x18\x08 \x01(\x08\x12\x12\n\nis_default\x18\t \x01(\x08\x12\x0f\n\x07version\x18\n \x01(\t\"\x91\x01\n\x0fListModelsReply\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.hdrlift.v1.ModelDescription\x12\x15\n\rdefault_model\x18\x02 \x01(\t\x12\x1b\n\x13\x64\x65\x66\x61ult_input_space\x18\x03 \x01(\t\x12\x1c\n\x14\x64\x65\x66\x61ult_output_space\x18\x04 \x01(\t\"\x16\n\x14GetServerInfoRequest\"\xa4\x02\n\nServerInfo\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61\x63kends\x18\x03 \x03(\t\x12\x0f\n\x07\x64\x65vices\x18\x04 \x03(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x07 \x01(\x03\x12\x12\n\nmax_pixels\x18\x08 \x01(\x03\x12\x11\n\tmax_batch\x18\t \x01(\x05\x12\x16\n\x0equeue_capacity\x18\n \x01(\x05\x12\x13\n\x0bocio_config\x18\x0b \x01(\t\x12\x14\n\x0cjobs_enabled\x18\x0c \x01(\x08\x12\x13\n\x0b\x63olorspaces\x18\r \x03(\t\x12\x15\n\rdefault_model\x18\x0e \x01(\t\"\x9c\x02\n\x07JobSpec\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x12\n\x05start\x18\x03 \x01(\x03H\x00\x88\x01\x01\x12\x10\n\x03\x65nd\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x65very\x18\x05 \x01(\r\x12\r\n\x05model\x18\x06 \x01(\t\x12\x13\n\x0binput_space\x18\x07 \x01(\t\x12\x14\n\x0coutput_space\x18\x08 \x01(\t\x12\x0e\n\x06resume\x18\t \x01(\x08\x12\x11\n\toverwrite\x18\n \x01(\x08\x12\x12\n\nmask_layer\x18\x0b \x01(\x08\x12\x14\n\x0c\x66loat_output\x18\x0c \x01(\x08\x12\x13\n\x0b\x63ompression\x18\r \x01(\t\x12\x0e\n\x06single\x18\x0e \x01(\x08\x42\x08\n\x06_startB\x06\n\x04_end\"\x14\n\x06JobRef\x12\n\n\x02id\x18\x01 \x01(\t\"\xf9\x01\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.hdrlift.v1.JobState\x12!\n\x04spec\x18\x03 \x01(\x0b\x32\x13.hdrlift.v1.JobSpec\x12\x0c\n\x04\x64one\x18\x04 \x01(\x03\x12\r\n\x05total\x18\x05 \x01(\x03\x12\x0b\n\x03\x66ps\x18\x06 \x01(\x01\x12\x17\n\x0f\x65lapsed_seconds\x18\x07 \x01(\x01\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x12\n\nerror_code\x18\t \x01(\x05\x12\x0f\n\x07written\x18\n \x01(\x03\x12\x0f\n\x07skipped\x18\x0b \x01(\x03\x12\x16\n\x0eoutput_pattern\x18\x0c \x01(\t*N\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nDTYPE_HALF\x10\x01\x12\x0f\n\x0b\x44TYPE_FLOAT\x10\x02\x12\r\n\tDTYPE_EXR\x10\x03*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xff\x03\n\x07Hdrlift\x12H\n\nListModels\x12\x1d.hdrlift.v1.ListModelsRequest\x1a\x1b.hdrlift.v1.ListModelsReply\x12I\n\rGetServerInfo\x12 .hdrlift.v1.GetServerInfoRequest\x1a\x16.hdrlift.v1.ServerInfo\x12K\n\x0bReconstruct\x12\x1e.hdrlift.v1.ReconstructRequest\x1a\x1c.hdrlift.v1.ReconstructReply\x12K\n\x11ReconstructStream\x12\x19.hdrlift.v1.StreamRequest\x1a\x17.hdrlift.v1.StreamReply(\x01\x30\x01\x12\x31\n\tSubmitJob\x12\x13.hdrlift.v1.JobSpec\x1a\x0f.hdrlift.v1.Job\x12-\n\x06GetJob\x12\x12.hdrlift.v1.JobRef\x1a\x0f.hdrlift.v1.Job\x12\x31\n\x08WatchJob\x12\x12.hdrlift.v1.JobRef\x1a\x0f.hdrlift.v1.Job0\x01\x12\x30\n\tCancelJob\x12\x12.hdrlift.v1.JobRef\x1a\x0f.hdrlift.v1.JobB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,40 +32,40 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hdrlift.v1.hdrlift_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_DTYPE']._serialized_start=2105
-  _globals['_DTYPE']._serialized_end=2183
-  _globals['_JOBSTATE']._serialized_start=2186
-  _globals['_JOBSTATE']._serialized_end=2340
+  _globals['_DTYPE']._serialized_start=2128
+  _globals['_DTYPE']._serialized_end=2206
+  _globals['_JOBSTATE']._serialized_start=2209
+  _globals['_JOBSTATE']._serialized_end=2363
   _globals['_FRAMEOPTIONS']._serialized_start=40
   _globals['_FRAMEOPTIONS']._serialized_end=143
   _globals['_FRAMEHEADER']._serialized_start=146
-  _globals['_FRAMEHEADER']._serialized_end=433
-  _globals['_RECONSTRUCTREQUEST']._serialized_start=435
-  _globals['_RECONSTRUCTREQUEST']._serialized_end=510
-  _globals['_RECONSTRUCTREPLY']._serialized_start=512
-  _globals['_RECONSTRUCTREPLY']._serialized_end=585
-  _globals['_CHUNK']._serialized_start=587
-  _globals['_CHUNK']._serialized_end=700
-  _globals['_STREAMREQUEST']._serialized_start=702
-  _globals['_STREAMREQUEST']._serialized_end=804
-  _globals['_STREAMREPLY']._serialized_start=806
-  _globals['_STREAMREPLY']._serialized_end=853
-  _globals['_LISTMODELSREQUEST']._serialized_start=855
-  _globals['_LISTMODELSREQUEST']._serialized_end=874
-  _globals['_MODELDESCRIPTION']._serialized_start=877
-  _globals['_MODELDESCRIPTION']._serialized_end=1075
-  _globals['_LISTMODELSREPLY']._serialized_start=1078
-  _globals['_LISTMODELSREPLY']._serialized_end=1223
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=1225
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=1247
-  _globals['_SERVERINFO']._serialized_start=1250
-  _globals['_SERVERINFO']._serialized_end=1542
-  _globals['_JOBSPEC']._serialized_start=1545
-  _globals['_JOBSPEC']._serialized_end=1829
-  _globals['_JOBREF']._serialized_start=1831
-  _globals['_JOBREF']._serialized_end=1851
-  _globals['_JOB']._serialized_start=1854
-  _globals['_JOB']._serialized_end=2103
-  _globals['_HDRLIFT']._serialized_start=2343
-  _globals['_HDRLIFT']._serialized_end=2854
+  _globals['_FRAMEHEADER']._serialized_end=456
+  _globals['_RECONSTRUCTREQUEST']._serialized_start=458
+  _globals['_RECONSTRUCTREQUEST']._serialized_end=533
+  _globals['_RECONSTRUCTREPLY']._serialized_start=535
+  _globals['_RECONSTRUCTREPLY']._serialized_end=608
+  _globals['_CHUNK']._serialized_start=610
+  _globals['_CHUNK']._serialized_end=723
+  _globals['_STREAMREQUEST']._serialized_start=725
+  _globals['_STREAMREQUEST']._serialized_end=827
+  _globals['_STREAMREPLY']._serialized_start=829
+  _globals['_STREAMREPLY']._serialized_end=876
+  _globals['_LISTMODELSREQUEST']._serialized_start=878
+  _globals['_LISTMODELSREQUEST']._serialized_end=897
+  _globals['_MODELDESCRIPTION']._serialized_start=900
+  _globals['_MODELDESCRIPTION']._serialized_end=1098
+  _globals['_LISTMODELSREPLY']._serialized_start=1101
+  _globals['_LISTMODELSREPLY']._serialized_end=1246
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=1248
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=1270
+  _globals['_SERVERINFO']._serialized_start=1273
+  _globals['_SERVERINFO']._serialized_end=1565
+  _globals['_JOBSPEC']._serialized_start=1568
+  _globals['_JOBSPEC']._serialized_end=1852
+  _globals['_JOBREF']._serialized_start=1854
+  _globals['_JOBREF']._serialized_end=1874
+  _globals['_JOB']._serialized_start=1877
+  _globals['_JOB']._serialized_end=2126
+  _globals['_HDRLIFT']._serialized_start=2366
+  _globals['_HDRLIFT']._serialized_end=2877
 # @@protoc_insertion_point(module_scope)

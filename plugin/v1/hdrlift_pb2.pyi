@@ -44,7 +44,7 @@ class FrameOptions(_message.Message):
     def __init__(self, return_mask: _Optional[bool] = ..., output_dtype: _Optional[_Union[DType, str]] = ..., reply_chunk_bytes: _Optional[int] = ...) -> None: ...
 
 class FrameHeader(_message.Message):
-    __slots__ = ("width", "height", "dtype", "channels", "input_space", "output_space", "model", "options", "model_version", "channel_names", "server_seconds", "batch_size")
+    __slots__ = ("width", "height", "dtype", "channels", "input_space", "output_space", "model", "options", "model_version", "channel_names", "server_seconds", "batch_size", "model_weights")
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class FrameHeader(_message.Message):
     CHANNEL_NAMES_FIELD_NUMBER: _ClassVar[int]
     SERVER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     width: int
     height: int
     dtype: DType
@@ -69,7 +70,8 @@ class FrameHeader(_message.Message):
     channel_names: _containers.RepeatedScalarFieldContainer[str]
     server_seconds: float
     batch_size: int
-    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., channels: _Optional[int] = ..., input_space: _Optional[str] = ..., output_space: _Optional[str] = ..., model: _Optional[str] = ..., options: _Optional[_Union[FrameOptions, _Mapping]] = ..., model_version: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., server_seconds: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    model_weights: str
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., channels: _Optional[int] = ..., input_space: _Optional[str] = ..., output_space: _Optional[str] = ..., model: _Optional[str] = ..., options: _Optional[_Union[FrameOptions, _Mapping]] = ..., model_version: _Optional[str] = ..., channel_names: _Optional[_Iterable[str]] = ..., server_seconds: _Optional[float] = ..., batch_size: _Optional[int] = ..., model_weights: _Optional[str] = ...) -> None: ...
 
 class ReconstructRequest(_message.Message):
     __slots__ = ("header", "data")
