@@ -255,16 +255,17 @@ def test_cancel_midway_then_run_again_does_only_the_missing_frames(server, movie
     cache = tmp_path / "cache"
     job = shot.Shot(bpy.context.scene, clip=clip.name, server=server, cache_dir=str(cache), window=2)
     try:
-        job.run.on_frame = lambda f: job.run.cancel() if len(job.run.written) == 2 else None
+        job.run.on_frame = lambda f: job.run.cancel() if len(job.run.written) >= 2 else None
         job.run.run()
         assert job.run.cancelled.is_set() and job.run.error is None
-        assert job.run.written == [1, 2]
+        done = sorted(job.run.written)  # a write already under way when Esc came is finished whole
+        assert done[:2] == [1, 2] and len(done) < 6, done
         assert job.finish() is None  # nothing wired for a partial shot
-        assert "cancelled" in job.summary() and "4 left" in job.summary()
+        assert "cancelled" in job.summary() and f"{6 - len(done)} left" in job.summary()
     finally:
         job.close()
     files = _cache_files(cache)
-    assert [f.name for f in files] == ["clip.0001.exr", "clip.0002.exr"]
+    assert [f.name for f in files] == [f"clip.{f:04d}.exr" for f in done]
     assert all(bridge.exr_is_whole(str(f)) for f in files)
     assert not [p for p in cache.rglob("*") if bridge.TEMP_MARK in p.name]
     kept = {f.name: f.stat().st_ino for f in files}
@@ -273,7 +274,7 @@ def test_cancel_midway_then_run_again_does_only_the_missing_frames(server, movie
     try:
         again.run.run()
         assert again.run.error is None
-        assert again.run.cached == [1, 2] and again.run.written == [3, 4, 5, 6]
+        assert again.run.cached == done and sorted(again.run.written) == [f for f in range(1, 7) if f not in done]
         assert again.finish() is not None
     finally:
         again.close()
@@ -293,7 +294,7 @@ def test_a_changed_frame_is_done_again_and_no_other(server, sequence, tmp_path):
     cache = tmp_path / "cache"
     first = shot.Shot(bpy.context.scene, image=img.name, server=server, cache_dir=str(cache))
     try:
-        assert first.run.run().written == [1, 2, 3, 4, 5]
+        assert sorted(first.run.run().written) == [1, 2, 3, 4, 5]
     finally:
         first.close()
     (folder / "plate.0103.png").write_bytes((folder / "plate.0105.png").read_bytes())  # frame 3 changes
@@ -319,25 +320,34 @@ def test_server_down_is_one_line_and_writes_nothing(movie, tmp_path):
 
 
 def test_server_dying_midway_leaves_only_whole_frames(movie, py, tmp_path):
+    import threading
+
     clip = bpy.data.movieclips.load(str(movie))
     _scene(1, 6)
     cache = tmp_path / "cache"
     with ServerProcess("--model", MODEL, "--backend", "torch", "--quiet", python=py) as srv:
         job = shot.Shot(bpy.context.scene, clip=clip.name, server=srv.address, cache_dir=str(cache), window=1)
         try:
-            def kill(frame):
-                if frame == 2:
+            two_written = threading.Event()
+            job.run.on_frame = lambda f: two_written.set() if len(job.run.written) >= 2 else None
+            decode = job.run.decode
+
+            def decode_then_kill(frame):  # frames 1-2 are written; the server dies before frame 3 goes out
+                if frame == 3:
+                    assert two_written.wait(120)
                     srv.proc.kill()
                     srv.proc.wait()
-            job.run.on_frame = kill
+                return decode(frame)
+            job.run.decode = decode_then_kill
             job.run.run()
             assert job.run.error is not None and "\n" not in job.run.error
             assert job.run.error.startswith("server 127.0.0.1:"), job.run.error
             assert job.finish() is None
+            assert "\n" not in job.summary() and job.summary().startswith("hdrlift: server 127.0.0.1:")
         finally:
             job.close()
     files = _cache_files(cache)
-    assert [f.name for f in files][:2] == ["clip.0001.exr", "clip.0002.exr"] and len(files) < 6
+    assert [f.name for f in files] == ["clip.0001.exr", "clip.0002.exr"]
     assert all(bridge.exr_is_whole(str(f)) for f in files)
     assert not [p for p in cache.rglob("*") if bridge.TEMP_MARK in p.name]
 
@@ -406,3 +416,110 @@ def test_scene_linear_role_and_names():
     assert bridge.linear_server_space("Linear Rec.709 (sRGB)") == "lin_rec709"
     assert bridge.linear_server_space("Filmic Log") is None
     assert shot.scene_linear_space() == ("Linear Rec.709", "lin_rec709")  # Blender's own config
+
+
+# --------------------------------------------------------------------------- server path jobs
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory, py, movie, sequence):
+    """A server whose --root holds the footage and the cache: storage both sides share."""
+    root = tmp_path_factory.mktemp("shared")
+    (root / "clip.mov").write_bytes(movie.read_bytes())
+    (root / "seq").mkdir()
+    for p in sequence.parent.glob("plate.*.png"):
+        (root / "seq" / p.name).write_bytes(p.read_bytes())
+    with ServerProcess("--model", MODEL, "--backend", "torch", "--preload", MODEL, "--quiet", "--root", str(root),
+                       python=py) as s:
+        yield s.address, root
+
+
+def test_auto_uses_a_server_job_when_the_server_shares_the_files(shared, py, tmp_path):
+    address, root = shared
+    clip = bpy.data.movieclips.load(str(root / "clip.mov"))
+    clip.frame_start = 11
+    sc = _scene(1, 30)
+    cache = root / "cache-auto"
+    job = shot.Shot(sc, clip=clip.name, server=address, cache_dir=str(cache))
+    try:
+        assert job.route == "SERVER", job.note
+        job.run.run()
+        assert job.run.error is None and (job.run.n_written, job.run.n_cached) == (6, 0)
+        assert job.finish() is not None
+        assert "(server job)" in job.summary()
+    finally:
+        job.close()
+    files = _cache_files(cache)
+    assert [f.name for f in files] == [f"clip.{n:04d}.exr" for n in range(1, 7)]  # the movie's own numbers
+    ref = _hdr_video(py, root / "clip.mov", tmp_path / "ref")
+    for f in files:
+        got, want = _exr(f), _exr(ref / f.name)
+        for c in ("R", "G", "B", "mask.Y"):
+            np.testing.assert_allclose(got[c], want[c], **HALF)
+    # the compositor maps scene frame 13 onto clip.0003.exr
+    tree = sc.node_tree
+    group = tree.nodes["HdrLift"]
+    for n in [n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"]:
+        tree.nodes.remove(n)  # a compositor-only scene: no camera, no 3D render
+    comp = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite")
+    tree.links.new(group.outputs["Image"], comp.inputs["Image"])
+    sc.render.resolution_x, sc.render.resolution_y, sc.render.resolution_percentage = W, H, 100
+    sc.render.image_settings.file_format = "OPEN_EXR"
+    sc.render.image_settings.color_depth = "32"
+    sc.render.filepath = str(tmp_path / "render.exr")
+    sc.frame_set(13)
+    assert bpy.ops.render.render(write_still=True) == {"FINISHED"}
+    out, want = _exr(sc.render.filepath), _exr(files[2])
+    for c in "RGB":
+        np.testing.assert_allclose(out[c], want[c], rtol=1e-6, atol=1e-6)
+    # again: the server finds every frame done
+    again = shot.Shot(sc, clip=clip.name, server=address, cache_dir=str(cache))
+    try:
+        again.run.run()
+        assert again.route == "SERVER" and (again.run.n_written, again.run.n_cached) == (0, 6)
+    finally:
+        again.close()
+
+
+def test_auto_streams_what_a_server_job_cannot_do(shared, tmp_path):
+    address, root = shared
+    img = bpy.data.images.load(str(root / "seq" / "plate.0101.png"))  # RGBA: the alpha must be kept
+    img.source = "SEQUENCE"
+    _scene(1, 5)
+    job = shot.Shot(bpy.context.scene, image=img.name, server=address, cache_dir=str(root / "cache-alpha"))
+    try:
+        assert job.route == "STREAM" and "alpha" in job.note
+    finally:
+        job.close()
+    clip = bpy.data.movieclips.load(str(root / "clip.mov"))
+    _scene(1, 6)
+    job = shot.Shot(bpy.context.scene, clip=clip.name, server=address, cache_dir=str(tmp_path / "cache"))
+    try:  # the cache lies outside the server's --root
+        assert job.route == "STREAM" and "PERMISSION_DENIED" in job.note
+        job.run.run()
+        assert job.run.error is None and job.run.n_written == 6 and "streamed" in job.summary()
+    finally:
+        job.close()
+    with pytest.raises(RuntimeError, match="no server job: the source has alpha"):
+        bpy.ops.hdrlift.reconstruct_shot(image=img.name, server=address, cache_dir=str(root / "c"), route="SERVER")
+
+
+def test_a_cancelled_server_job_keeps_whole_frames(shared):
+    address, root = shared
+    clip = bpy.data.movieclips.load(str(root / "clip.mov"))
+    _scene(1, 6)
+    cache = root / "cache-cancel"
+    job = shot.Shot(bpy.context.scene, clip=clip.name, server=address, cache_dir=str(cache), route="SERVER")
+    try:
+        job.run.on_progress = lambda done: job.run.cancel() if done >= 1 else None
+        job.run.run()
+        assert job.run.cancelled.is_set() and job.run.error is None and job.finish() is None
+    finally:
+        job.close()
+    files = _cache_files(cache)
+    assert all(bridge.exr_is_whole(str(f)) for f in files)
+    assert not [p for p in cache.rglob("*") if p.name.startswith(".")]
+    again = shot.Shot(bpy.context.scene, clip=clip.name, server=address, cache_dir=str(cache), route="SERVER")
+    try:
+        again.run.run()
+        assert again.run.error is None and again.run.n_cached == len(files) and again.run.n_written == 6 - len(files)
+    finally:
+        again.close()

@@ -149,6 +149,12 @@ class HDRLIFT_OT_reconstruct_shot(bpy.types.Operator):
                                         description="overrides the preferences' shot cache folder")
     wire: bpy.props.BoolProperty(name="Wire compositor", default=True,
                                  description="put an HdrLift node group in the source node's place")
+    route: bpy.props.EnumProperty(name="Route", default="AUTO", items=[
+        ("AUTO", "Auto", "a server job when the server can read the files and write the cache (shared storage), "
+                         "else stream the frames"),
+        ("STREAM", "Stream", "Blender decodes, frames go over the network, EXRs are written here"),
+        ("SERVER", "Server job", "the server reads the files and writes the EXRs (storage shared with it; "
+                                 "sources without alpha)")])
 
     _shot = None
     _timer = None
@@ -162,7 +168,8 @@ class HDRLIFT_OT_reconstruct_shot(bpy.types.Operator):
             frame_start=None if self.use_scene_range else self.frame_start,
             frame_end=None if self.use_scene_range else self.frame_end,
             cache_dir=self.cache_dir or (prefs.cache_dir if prefs else ""),
-            token_file=prefs.token_file if prefs else "", ca_file=prefs.ca_file if prefs else "")
+            token_file=prefs.token_file if prefs else "", ca_file=prefs.ca_file if prefs else "",
+            route=self.route)
 
     def _end(self, context, job: shot.Shot) -> set:
         try:
@@ -190,7 +197,8 @@ class HDRLIFT_OT_reconstruct_shot(bpy.types.Operator):
             job.run.start()
             while job.run.feed(block=True):
                 wm.progress_update(job.run.done)
-            job.run.wait()
+            while not job.run.wait(0.25):  # a server job: its progress
+                wm.progress_update(job.run.done)
         except BaseException:
             job.run.cancel()
             job.close()

@@ -14,6 +14,7 @@ starts at the scene's first frame. Scene frames the source does not cover are le
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tempfile
@@ -22,9 +23,10 @@ import bpy
 import numpy as np
 
 from . import bridge
-from .runner import ShotRun
+from .runner import ServerJobRun, ShotRun
 
 SCENE_LINEAR = "SCENE_LINEAR"
+ROUTES = ("AUTO", "STREAM", "SERVER")
 _DIGITS = re.compile(r"^(.*?)(\d+)(\D*)$")
 
 
@@ -95,6 +97,24 @@ class Source:
 
     def path_number(self) -> int:
         return int(self._seq[1])
+
+    def pattern(self) -> str:
+        """The source as ``hdr-video`` and server jobs name it (a sequence: ``name.%04d.png``)."""
+        if self.kind == "MOVIE":
+            return self.path
+        head, digits, tail = self._seq
+        return os.path.join(os.path.dirname(self.path), f"{head}%0{len(digits)}d{tail}")
+
+    def content_hash(self, first: int, last: int) -> str:
+        """SHA-256 of the bytes the frames first..last come from (the movie file, or those files)."""
+        h = hashlib.sha256()
+        paths = [self.path] if self.kind == "MOVIE" else [self.file_for(n) for n in range(first, last + 1)]
+        for p in paths:
+            h.update(os.path.basename(p).encode() + b"\0")
+            with open(p, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        return h.hexdigest()
 
     def length(self) -> int:
         """Frames in the source (a sequence: from its first to its last file on disk)."""
@@ -252,11 +272,16 @@ class Shot:
     def __init__(self, scene, *, image: str = "", clip: str = "", node: str = "", server: str, model: str = "",
                  output: str = SCENE_LINEAR, frame_start: int | None = None, frame_end: int | None = None,
                  cache_dir: str = "", token_file: str = "", ca_file: str = "", window: int = 4,
-                 timeout: float = 15.0):
+                 timeout: float = 15.0, route: str = "AUTO"):
+        if route not in ROUTES:
+            raise bridge.BridgeError(f"route {route!r} is not one of {', '.join(ROUTES)}")
         self.scene = scene
+        self.server = server
         self.source = None
         self.reader = None
         self.client = None
+        self.route = "STREAM"
+        self.note = ""  # why AUTO streamed, for the report
         try:
             self.source = find_source(scene, image=image, clip=clip, node=node)
             self.out_blender, self.out_server = output_space(output)
@@ -267,26 +292,81 @@ class Shot:
             self.frames = plan_frames(scene, self.source, start, end)
             self.client = bridge.connect(server, token_file=token_file, ca_file=ca_file)
             try:
-                model_name, _ = self.client.runnable_model(model or None, timeout=timeout)
-                version = next((m.version for m in self.client.list_models(timeout).models if m.name == model_name), "")
+                self.model, _ = self.client.runnable_model(model or None, timeout=timeout)
+                self.model_version = next((m.version for m in self.client.list_models(timeout).models
+                                           if m.name == self.model), "")
             except Exception as exc:  # noqa: BLE001 - unreachable, refused, unknown model: one line
                 raise bridge.BridgeError(bridge.one_line(exc, server)) from None
-            settings = {"source": self.source.path, "model": model_name, "model_version": version,
-                        "colorspace": self.source.colorspace, "output": self.out_server}
-            key = bridge.settings_key(**settings)
-            self.folder = os.path.join(cache_root(cache_dir), f"{self.source.stem}_{key}")
-            attrs = {bridge.SETTINGS_ATTR: key, "hdrlift:model": model_name, "hdrlift:modelVersion": version,
-                     "hdrlift:source": self.source.path, "hdrlift:sourceColorspace": self.source.colorspace,
-                     "hdrlift:outputColorspace": self.out_server, "hdrlift:server": server}
-            if self.out_server in bridge.CHROMATICITIES:
-                attrs["chromaticities"] = bridge.CHROMATICITIES[self.out_server]
+            self.root = cache_root(cache_dir)
             self.reader = FrameReader(scene, self.source, self.linear_server)
-            self.run = ShotRun(self.frames, self.reader, client=self.client, folder=self.folder,
-                               stem=self.source.stem, model=model_name, output_space=self.out_server,
-                               attributes=attrs, window=window)
+            if route != "STREAM":
+                why = self._server_job(timeout)
+                if why is not None and route == "SERVER":
+                    raise bridge.BridgeError(f"no server job: {why}")
+                self.note = why or ""
+            if self.route == "STREAM":
+                self._stream(window)
         except BaseException:
             self.close()
             raise
+
+    def _settings(self, **extra) -> dict:
+        return {"source": self.source.path, "model": self.model, "model_version": self.model_version,
+                "colorspace": self.source.colorspace, "output": self.out_server, **extra}
+
+    def _stream(self, window: int) -> None:
+        """Frames decoded here by Blender, streamed to the server, written here (any storage)."""
+        key = bridge.settings_key(**self._settings())
+        self.folder = os.path.join(self.root, f"{self.source.stem}_{key}")
+        attrs = {bridge.SETTINGS_ATTR: key, "hdrlift:model": self.model, "hdrlift:modelVersion": self.model_version,
+                 "hdrlift:source": self.source.path, "hdrlift:sourceColorspace": self.source.colorspace,
+                 "hdrlift:outputColorspace": self.out_server, "hdrlift:server": self.server}
+        if self.out_server in bridge.CHROMATICITIES:
+            attrs["chromaticities"] = bridge.CHROMATICITIES[self.out_server]
+        self.route = "STREAM"
+        self.run = ShotRun(self.frames, self.reader, client=self.client, folder=self.folder,
+                           stem=self.source.stem, model=self.model, output_space=self.out_server,
+                           attributes=attrs, window=window)
+
+    def _server_job(self, timeout: float) -> str | None:
+        """Submit a path job when the server can do the shot from the files themselves; the reason
+        it cannot otherwise (then the frames are streamed)."""
+        from hdrlift.plugin import RemoteError
+
+        try:
+            if not self.client.server_info().jobs_enabled:
+                return "the server takes no path jobs (no --root)"
+        except Exception as exc:  # noqa: BLE001
+            return bridge.one_line(exc, self.server)
+        src, frames = self.source, self.frames
+        first = src.source_frame(self.scene, frames[0])
+        if any(src.source_frame(self.scene, f) != first + (f - frames[0]) for f in frames):
+            return "the frame mapping is not one continuous run of source frames"
+        self.reader(frames[0])  # Blender opens the file: its channels tell whether it has alpha
+        if src.image.depth in (32, 64, 128):
+            return "the source has alpha, which a server job does not keep"
+        last = first + len(frames) - 1
+        try:
+            digest = src.content_hash(first, last)
+        except OSError as exc:
+            return f"cannot read {exc.filename}: {exc.strerror}"
+        key = bridge.settings_key(**self._settings(route="server job", content=digest))
+        folder = os.path.join(self.root, f"{src.stem}_{key}")
+        try:
+            job = self.client.submit_job(
+                src.pattern(), os.path.join(folder, f"{src.stem}.####.exr"), start=first, end=last, model=self.model,
+                input_space=bridge.server_input_space(src.colorspace), output_space=self.out_server, resume=True,
+                mask_layer=True, compression="zip")
+        except RemoteError as exc:
+            if exc.code is not None and exc.code.name in ("PERMISSION_DENIED", "FAILED_PRECONDITION",
+                                                          "INVALID_ARGUMENT", "NOT_FOUND"):
+                return f"the server cannot use these paths ({exc})"
+            raise bridge.BridgeError(str(exc)) from None
+        self.folder = folder
+        self.route = "SERVER"
+        self.run = ServerJobRun(job, frames, client=self.client, folder=folder, stem=src.stem,
+                                number_offset=first - frames[0])
+        return None
 
     def path(self, frame: int) -> str:
         return self.run.path(frame)
@@ -306,25 +386,28 @@ class Shot:
         r = self.run
         if r.error:
             return f"hdrlift: {r.error}"
-        head = f"hdrlift: {self.run.stem}: {len(r.written)} frames reconstructed, {len(r.cached)} from the cache"
+        how = "server job" if self.route == "SERVER" else "streamed"
+        head = f"hdrlift: {self.run.stem}: {r.n_written} frames reconstructed ({how}), {r.n_cached} from the cache"
         if r.cancelled.is_set():
             return f"{head}, {r.total - r.done} left (cancelled; run again to finish)"
-        return f"{head} -> {self.folder}"
+        note = f"; {self.note}" if self.note else ""
+        return f"{head} -> {self.folder}{note}"
 
     def finish(self) -> "bpy.types.Node | None":
         """After a complete run: the compositor reads the EXR sequence (see :func:`wire`)."""
         r = self.run
         if r.error or r.cancelled.is_set() or r.done != r.total:
             return None
-        return wire(self.scene, self.source, [self.path(f) for f in self.frames], self.frames, self.out_blender,
-                    self.run.stem)
+        offset = getattr(self.run, "number_offset", 0)
+        return wire(self.scene, self.source, self.path(self.frames[0]), self.frames, self.out_blender,
+                    self.run.stem, number_offset=offset)
 
 
 # --------------------------------------------------------------------------- the compositor
 GROUP_OUTPUTS = (("Image", "NodeSocketColor"), ("Mask", "NodeSocketFloat"), ("Alpha", "NodeSocketFloat"))
 
 
-def _reader_group(name: str, image, frames: list[int]):
+def _reader_group(name: str, image, frames: list[int], number_offset: int = 0):
     """A compositor node group: an Image node on the EXR sequence -> outputs Image (the
     reconstruction, with alpha), Mask (which pixels were expanded), Alpha."""
     group = bpy.data.node_groups.get(name)
@@ -337,7 +420,8 @@ def _reader_group(name: str, image, frames: list[int]):
     read = group.nodes.new("CompositorNodeImage")
     read.name = read.label = "HdrLift EXR"
     read.image = image
-    read.frame_start, read.frame_duration, read.frame_offset = frames[0], frames[-1] - frames[0] + 1, frames[0] - 1
+    read.frame_start, read.frame_duration = frames[0], frames[-1] - frames[0] + 1
+    read.frame_offset = frames[0] - 1 + number_offset  # scene frame f reads file number f + number_offset
     read.location = (-300, 0)
     out = group.nodes.new("NodeGroupOutput")
     out.location = (100, 0)
@@ -351,14 +435,13 @@ def _reader_group(name: str, image, frames: list[int]):
     return group
 
 
-def wire(scene, source: Source, paths: list[str], frames: list[int], colorspace: str, stem: str):
+def wire(scene, source: Source, path: str, frames: list[int], colorspace: str, stem: str, number_offset: int = 0):
     """The compositor reads the reconstruction: an image datablock on the EXR sequence (colour
     space ``colorspace``, premultiplied alpha) inside the node group ``HdrLift <stem>``, whose node
     ("HdrLift") takes the source node's place and links; the source node stays, muted, beside it.
     Running again updates the same nodes."""
     scene.use_nodes = True
     tree = scene.node_tree
-    path = paths[0]
     img = next((i for i in bpy.data.images if i.source == "SEQUENCE" and
                 os.path.normpath(bpy.path.abspath(i.filepath)) == os.path.normpath(path)), None)
     if img is None:
@@ -371,7 +454,7 @@ def wire(scene, source: Source, paths: list[str], frames: list[int], colorspace:
         pass
     img.alpha_mode = "PREMUL"
     img.reload()
-    group = _reader_group(f"HdrLift {stem}", img, frames)
+    group = _reader_group(f"HdrLift {stem}", img, frames, number_offset)
     gnode = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeGroup" and n.node_tree == group), None)
     fresh = gnode is None
     if fresh:
