@@ -105,11 +105,11 @@ def movie(tmp_path_factory, py):
     return path
 
 
-def _hdr_video(py, source, out, *extra) -> pathlib.Path:
+def _hdr_video(py, source, out, *extra, output="lin_rec709") -> pathlib.Path:
     """hdr-video (the engine's own file loop) on the same files: the reference."""
     exe = pathlib.Path(py).parent / "hdr-video"
     cmd = [str(exe), str(source), str(out), "--model", MODEL, "--backend", "torch", "--input-colorspace", "srgb",
-           "--output-colorspace", "lin_rec709", "--compression", "zip", "--mask-layer", "-q", *extra]
+           "--output-colorspace", output, "--compression", "zip", "--mask-layer", "-q", *extra]
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     return pathlib.Path(out)
 
@@ -523,3 +523,46 @@ def test_a_cancelled_server_job_keeps_whole_frames(shared):
         assert again.run.error is None and again.run.n_cached == len(files) and again.run.n_written == 6 - len(files)
     finally:
         again.close()
+
+
+ACES_RUN = r'''
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import bpy
+import hdrlift_blender
+from hdrlift_blender import shot
+hdrlift_blender.register()
+img = bpy.data.images.load(sys.argv[2])
+img.source = "SEQUENCE"
+print("colourspace", img.colorspace_settings.name, file=sys.stderr)
+bpy.context.scene.frame_start, bpy.context.scene.frame_end = 1, 2
+job = shot.Shot(bpy.context.scene, image=img.name, server=sys.argv[3], cache_dir=sys.argv[4], route="STREAM")
+job.run.run()
+node = job.finish().node_tree.nodes["HdrLift EXR"]
+print(json.dumps({"linear": shot.scene_linear_space(), "error": job.run.error, "files": [job.path(1), job.path(2)],
+                  "node_space": node.image.colorspace_settings.name, "source_space": img.colorspace_settings.name}))
+job.close()
+sys.stdout.flush()
+os._exit(0)
+'''
+
+
+def test_an_aces_config_makes_acescg_shots(server, sequence, py, tmp_path):
+    """Blender run with an ACES OCIO config (the OCIO studio config): scene linear is ACEScg, so
+    the EXRs are ACEScg, the Image node reads them as ACEScg, sRGB sources go by that config's name."""
+    r = subprocess.run([sys.executable, "-c", ACES_RUN, str(REPO / "nodes" / "blender"), str(sequence), server,
+                        str(tmp_path / "cache")], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OCIO": "ocio://studio-config-latest"})
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    import json
+
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["error"] is None and got["linear"] == ["ACEScg", "acescg"]
+    assert got["node_space"] == "ACEScg" and got["source_space"] == "sRGB Encoded Rec.709 (sRGB)"
+    ref = _hdr_video(py, sequence.parent / "plate.####.png", tmp_path / "ref", "--frames", "101-102",
+                     output="acescg")
+    for k, f in enumerate(got["files"]):
+        mine, want = _exr(f), _exr(ref / f"plate.{101 + k:04d}.exr")
+        assert mine["attrs"]["hdrlift:outputColorspace"] == "acescg"
+        for c in "RGB":
+            np.testing.assert_allclose(mine[c], want[c] * mine["A"], **HALF)

@@ -27,6 +27,20 @@ INPUT_SPACES = {
     "ACES2065-1": "aces",
     "Display P3": "sRGB Encoded P3-D65",
     "Linear DCI-P3 D65": "Linear P3-D65",
+    # the same spaces as the OCIO studio config (Blender run with an ACES config) and the ACES 1.x
+    # config name them
+    "sRGB Encoded Rec.709 (sRGB)": "srgb",
+    "Gamma 2.4 Encoded Rec.709": "bt1886",
+    "Gamma 2.2 Encoded Rec.709": "gamma22",
+    "Gamma 2.4 Encoded Rec.2020": "rec2020",
+    "sRGB Encoded P3-D65": "sRGB Encoded P3-D65",
+    "Linear Rec.709 (sRGB)": "lin_rec709",
+    "Linear P3-D65": "Linear P3-D65",
+    "Utility - sRGB - Texture": "srgb",
+    "Utility - Linear - sRGB": "lin_rec709",
+    "Utility - Rec.709 - Display": "bt1886",
+    "ACES - ACEScg": "acescg",
+    "ACES - ACES2065-1": "aces",
 }
 
 #: Output choices: Blender colour-space name of the new image -> the server's name.
@@ -46,7 +60,8 @@ def server_input_space(blender_space: str) -> str:
         return INPUT_SPACES[blender_space]
     except KeyError:
         raise BridgeError(f"colour space {blender_space!r} is not an SDR or linear picture space hdrlift takes; "
-                          f"set the image's colour space to one of {', '.join(INPUT_SPACES)}") from None
+                          f"set the image's colour space to one of {', '.join(list(INPUT_SPACES)[:9])} "
+                          "(or their names in an ACES config)") from None
 
 
 def server_output_space(blender_space: str) -> str:
