@@ -33,8 +33,8 @@ _END = object()
 class ShotRun:
     """Reconstruct ``frames`` (frame numbers, also the EXR numbers) into
     ``folder/<stem>.####.exr``. ``client`` is an open ``hdrlift.plugin.Client``; ``attributes``
-    go into every EXR header (with the frame's content hash); ``on_frame(frame)`` is called on the
-    worker thread after each EXR is written."""
+    go into every EXR header (with the frame's content hash); ``on_frame(frame)`` is called on a
+    writer thread after each EXR is written."""
 
     def __init__(self, frames: list[int], decode: Callable[[int], tuple[np.ndarray, str]], *, client, folder: str,
                  stem: str, model: str, output_space: str, attributes: dict | None = None, window: int = 4,
