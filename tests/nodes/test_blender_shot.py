@@ -566,3 +566,52 @@ def test_an_aces_config_makes_acescg_shots(server, sequence, py, tmp_path):
         assert mine["attrs"]["hdrlift:outputColorspace"] == "acescg"
         for c in "RGB":
             np.testing.assert_allclose(mine[c], want[c] * mine["A"], **HALF)
+
+
+def test_the_modal_loop_driven_by_hand(server, movie, tmp_path):
+    """Headless Blender has no window, so ``invoke`` runs ``execute``. The modal handler itself is
+    driven here with stand-in timer and Esc events (the window manager and workspace calls are
+    recorded): what the UI would do, short of the real event loop and progress bar."""
+    import threading
+    from types import SimpleNamespace
+
+    op_cls = hdrlift_blender.HDRLIFT_OT_reconstruct_shot
+    clip = bpy.data.movieclips.load(str(movie))
+    _scene(1, 6)
+    calls = []
+    wm = SimpleNamespace(progress_update=lambda v: calls.append(("progress", v)),
+                         progress_end=lambda: calls.append(("end",)),
+                         event_timer_remove=lambda t: calls.append(("timer off", t)))
+    context = SimpleNamespace(window_manager=wm, scene=bpy.context.scene,
+                              workspace=SimpleNamespace(status_text_set=lambda t: calls.append(("status", t))))
+    reports = []
+
+    def drive(cancel_after=None):
+        job = shot.Shot(bpy.context.scene, clip=clip.name, server=server, cache_dir=str(tmp_path / "cache"),
+                        route="STREAM")
+        op = SimpleNamespace(_shot=job, _timer="timer", wire=True, report=lambda kind, msg: reports.append((kind, msg)))
+        op._end = lambda ctx, j: op_cls._end(op, ctx, j)
+        written = threading.Event()
+        job.run.on_frame = lambda f: written.set() if len(job.run.written) >= (cancel_after or 99) else None
+        job.run.start()
+        timer, esc = SimpleNamespace(type="TIMER", value="NOTHING"), SimpleNamespace(type="ESC", value="PRESS")
+        assert op_cls.modal(op, context, SimpleNamespace(type="MOUSEMOVE", value="NOTHING")) == {"PASS_THROUGH"}
+        while True:
+            if cancel_after and written.is_set():
+                assert op_cls.modal(op, context, esc) == {"RUNNING_MODAL"}
+                written.clear()
+            if not (job.run.fed_all and not job.run.finished.is_set()):
+                state = op_cls.modal(op, context, timer)
+            else:
+                job.run.finished.wait(60)  # everything is fed: the next tick finishes
+                continue
+            if state != {"RUNNING_MODAL"}:
+                return state, job
+
+    state, job = drive(cancel_after=2)
+    assert state == {"CANCELLED"} and reports[-1][0] == {"WARNING"} and "cancelled" in reports[-1][1]
+    assert ("timer off", "timer") in calls and ("status", None) in calls and ("end",) in calls
+    assert any(c[0] == "status" and c[1] and "/6 frames (Esc cancels)" in c[1] for c in calls)
+    state, job = drive()
+    assert state == {"FINISHED"} and reports[-1][0] == {"INFO"} and "from the cache" in reports[-1][1]
+    assert "HdrLift" in bpy.context.scene.node_tree.nodes and len(_cache_files(tmp_path / "cache")) == 6
