@@ -159,7 +159,10 @@ def _image_source(img, label: str, node=None) -> Source:
 
 def _clip_source(clip, label: str, node=None) -> Source:
     path = bpy.path.abspath(clip.filepath, library=clip.library)
-    img = bpy.data.images.load(path, check_existing=False)  # Blender decodes the clip's file as an image
+    try:
+        img = bpy.data.images.load(path, check_existing=False)  # Blender decodes the clip's file as an image
+    except RuntimeError:
+        raise bridge.BridgeError(f"{label}: cannot open {path}") from None
     img.name = f".hdrlift {clip.name}"
     try:
         img.source = clip.source
