@@ -174,8 +174,27 @@ prefs.server = sys.argv[2]
 op = bpy.ops.hdrlift.reconstruct(image="plate")
 out = np.empty(12 * 8 * 4, np.float32)
 bpy.data.images["plate_hdr"].pixels.foreach_get(out)
+# a shot: a 3-frame image sequence in the compositor, through the installed extension
+os.makedirs("seq", exist_ok=True)
+for k in range(3):
+    img.pixels.foreach_set(np.full(12 * 8 * 4, 0.2 + 0.3 * k, np.float32))
+    img.filepath_raw = os.path.abspath(f"seq/sh.{k + 1:04d}.png")
+    img.file_format = "PNG"
+    img.save()
+seq = bpy.data.images.load(os.path.abspath("seq/sh.0001.png"))
+seq.source = "SEQUENCE"
+scene = bpy.context.scene
+scene.frame_start, scene.frame_end = 1, 3
+scene.use_nodes = True
+node = scene.node_tree.nodes.new("CompositorNodeImage")
+node.name, node.image = "Shot", seq
+node.frame_start, node.frame_duration, node.frame_offset = 1, 3, 0
+shot_op = bpy.ops.hdrlift.reconstruct_shot(node="Shot", cache_dir=os.path.abspath("cache"))
+exrs = sorted(os.path.basename(p) for d in os.listdir("cache") for p in os.listdir(os.path.join("cache", d)))
 print(json.dumps({"install": sorted(res), "op": sorted(op), "client": hdrlift.plugin.__file__,
-                  "src": float(src[0]), "value": float(out[0]), "alpha": float(out[3])}))
+                  "src": float(src[0]), "value": float(out[0]), "alpha": float(out[3]),
+                  "shot": sorted(shot_op), "exrs": exrs, "muted": node.mute,
+                  "group": "HdrLift" in scene.node_tree.nodes}))
 '''
 
 
@@ -195,3 +214,6 @@ def test_the_built_extension_installs_and_runs_from_its_own_wheels(server, tmp_p
     assert got["client"].startswith(str(user))  # hdrlift.plugin from the extension's wheel
     assert abs(got["value"] - float(_srgb_to_linear(np.array(got["src"])))) < 1e-5
     assert abs(got["alpha"] - got["src"]) < 1e-6  # alpha kept (the same 8-bit code)
+    # the shot operator from the zip: EXR sequence in the cache, node group in the source's place
+    assert got["shot"] == ["FINISHED"] and got["exrs"] == ["sh.0001.exr", "sh.0002.exr", "sh.0003.exr"]
+    assert got["muted"] and got["group"]
