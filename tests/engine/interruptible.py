@@ -7,12 +7,14 @@ point of the run (frames 1 to N - 4 written, the next ones in flight, the rest n
 whatever the machine's speed, instead of racing a run that may finish first.
 """
 
+import os
 import sys
 import threading
 
 from hdrlift.engine import cli, convert
 
 WAIT = int(sys.argv[1])
+PARENT = os.getppid()
 
 
 def _progress(stream=None):
@@ -21,7 +23,8 @@ def _progress(stream=None):
             print("ready", flush=True)
             never = threading.Event()
             while not never.wait(0.1):  # until a signal ends the run; waking up lets the main thread
-                pass                    # run the handler when the OS gave the signal to another thread
+                if os.getppid() != PARENT:  # run the handler when the OS gave the signal to another
+                    os._exit(1)             # thread; a test run killed before signalling leaves no orphan
     return show
 
 

@@ -195,7 +195,10 @@ def test_ctrl_c_leaves_no_partial_file(tmp_path):
         out = tmp_path / sig.name
         proc = _stopped_at(6, clip, out)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        finally:
+            proc.kill()  # a no-op once it has ended; never left running if the wait fails
         assert proc.returncode == 130, err
         assert err.strip().splitlines()[-1] == "hdr-video: interrupted; finished frames are complete; rerun with --resume"
         names = sorted(p.name for p in out.iterdir())
