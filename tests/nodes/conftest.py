@@ -5,10 +5,13 @@ movie-close thread still waits on a condition variable that a static destructor 
 (``pthread_cond_destroy`` blocks for ever; seen with gdb in ``GlobalState::~GlobalState`` while
 ``delayed_close_thread_run`` waits). The Blender application stops that thread before exiting;
 the Python module does not. So, once pytest has reported (results, summary line, exit status),
-a run that imported ``bpy`` ends the process without running C++ static destructors.
+a run that imported ``bpy`` ends the process without running C++ static destructors. What
+Blender's exit would have removed, its session temporary folder (``/tmp/blender_XXXXXX``), is
+removed here first.
 """
 
 import os
+import shutil
 import sys
 
 _STATUS = {}
@@ -20,6 +23,9 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_unconfigure(config):
     if "bpy" in sys.modules and "code" in _STATUS:
+        tempdir = sys.modules["bpy"].app.tempdir
+        if tempdir and os.path.basename(os.path.normpath(tempdir)).startswith("blender_"):
+            shutil.rmtree(tempdir, ignore_errors=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_STATUS["code"])
