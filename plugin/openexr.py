@@ -25,7 +25,10 @@ length before anything is allocated, and inflates each block into exactly the by
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -91,6 +94,44 @@ def _zip_block(raw: bytes) -> bytes:
         d[1:] = (t[1:].astype(np.int16) - t[:-1].astype(np.int16) + 128) & 0xFF
     packed = zlib.compress(d.tobytes(), 6)
     return packed if len(packed) < len(raw) else raw
+
+
+#: the part of a temporary's name that :func:`write_file` puts in (``.NAME.hdrlift-tmp-PID-THREAD``)
+TEMP_MARK = ".hdrlift-tmp-"
+
+
+def write_file(path: str | os.PathLike, planes: dict[str, np.ndarray], *, half: bool = True,
+               compression: int = ZIP, attributes: dict | None = None) -> None:
+    """:func:`encode` into ``path`` whole: a hidden temporary in the same folder (named with
+    :data:`TEMP_MARK`, the process and the thread, so parallel writers never share one), flushed to
+    disk, then renamed over ``path``. A reader or a crash never sees half a file; a failed write
+    removes its temporary and raises (``OSError`` as the OS gave it)."""
+    data = encode(planes, half=half, compression=compression, attributes=attributes)
+    folder, name = os.path.split(os.fspath(path))
+    tmp = os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Remove the temporaries of :func:`write_file` that a killed process left in ``folder``
+    (never a finished file); returns how many."""
+    n = 0
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(folder):
+            if name.startswith(".") and TEMP_MARK in name:
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, name))
+                    n += 1
+    return n
 
 
 def encode(planes: dict[str, np.ndarray], *, half: bool = True, compression: int = ZIP,

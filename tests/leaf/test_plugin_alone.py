@@ -106,3 +106,28 @@ def test_the_errors_are_the_engines_classes(tmp_path):
     (tmp_path / "empty").write_text("# nothing\n")
     with pytest.raises(InputError, match="is empty"):
         read_token_file(str(tmp_path / "empty"))
+
+
+def test_exr_files_are_written_whole(tmp_path):
+    """``openexr.write_file``, as the Blender and Nuke shims write their results: the file decodes
+    to what was written, a failed write leaves no temporary, and only temporaries are swept."""
+    from hdrlift.plugin import openexr
+
+    rgb = _frame(6, 5, 7)
+    planes = {"R": rgb[..., 0], "G": rgb[..., 1], "B": rgb[..., 2], "mask.Y": rgb[..., 0] > 0.5}
+    planes["mask.Y"] = planes["mask.Y"].astype(np.float32)
+    out = tmp_path / "f.exr"
+    openexr.write_file(out, planes, half=False, attributes={"hdrlift:model": "x"})
+    got, attrs = openexr.decode(out.read_bytes())
+    assert all(np.array_equal(got[c], planes[c]) for c in planes) and attrs["hdrlift:model"] == "x"
+    with pytest.raises(openexr.ExrFormatError):  # refused before anything is written
+        openexr.write_file(tmp_path / "g.exr", {"R": rgb[..., 0], "bad": rgb[..., 0]})
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "g.exr").mkdir()  # os.replace cannot put a file over a folder
+    with pytest.raises(OSError):
+        openexr.write_file(tmp_path / "sub" / "g.exr", planes)
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["g.exr"]  # no temporary left
+    stale = tmp_path / f".h.exr{openexr.TEMP_MARK}1-2"
+    stale.write_bytes(b"half")
+    assert openexr.remove_stale_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.exr", "sub"]

@@ -154,7 +154,7 @@ def test_image_sequence_matches_hdr_video_and_keeps_alpha(server, sequence, py, 
         np.testing.assert_allclose(got["mask.Y"], want["mask.Y"], **HALF)
         assert got["attrs"]["hdrlift:model"] == MODEL and got["attrs"]["hdrlift:outputColorspace"] == "lin_rec709"
         assert float(want["R"].max()) > 1.0 or k > 0  # Landis expands the bright block above 1
-    assert not [p for p in cache.rglob("*") if bridge.TEMP_MARK in p.name]
+    assert not [p for p in cache.rglob("*") if openexr.TEMP_MARK in p.name]
 
 
 def test_movie_clip_matches_hdr_video_and_is_wired_into_the_compositor(server, movie, py, tmp_path):
@@ -268,7 +268,7 @@ def test_cancel_midway_then_run_again_does_only_the_missing_frames(server, movie
     files = _cache_files(cache)
     assert [f.name for f in files] == [f"clip.{f:04d}.exr" for f in done]
     assert all(bridge.exr_is_whole(str(f)) for f in files)
-    assert not [p for p in cache.rglob("*") if bridge.TEMP_MARK in p.name]
+    assert not [p for p in cache.rglob("*") if openexr.TEMP_MARK in p.name]
     kept = {f.name: f.stat().st_ino for f in files}
 
     again = shot.Shot(bpy.context.scene, clip=clip.name, server=server, cache_dir=str(cache))
@@ -350,7 +350,7 @@ def test_server_dying_midway_leaves_only_whole_frames(movie, py, tmp_path):
     files = _cache_files(cache)
     assert [f.name for f in files] == ["clip.0001.exr", "clip.0002.exr"]
     assert all(bridge.exr_is_whole(str(f)) for f in files)
-    assert not [p for p in cache.rglob("*") if bridge.TEMP_MARK in p.name]
+    assert not [p for p in cache.rglob("*") if openexr.TEMP_MARK in p.name]
 
 
 @pytest.mark.parametrize("space", ["Filmic sRGB", "AgX Base sRGB", "Non-Color"])

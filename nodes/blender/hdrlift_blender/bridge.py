@@ -8,11 +8,8 @@ returns scene-linear RGB; alpha is carried over unchanged.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import threading
 
 import numpy as np
 
@@ -249,14 +246,12 @@ def exr_is_whole(path: str) -> bool:
         return False
 
 
-TEMP_MARK = ".hdrlift-tmp-"
-
-
 def write_exr(path: str, rgb: np.ndarray, alpha: np.ndarray | None, mask: np.ndarray | None,
               attributes: dict) -> None:
     """One frame as a half-float EXR (ZIP): R, G, B premultiplied by ``alpha`` as OpenEXR
     stores colour, A, and ``mask.Y``. Written under a temporary name in the same folder, then
-    renamed over ``path``: a reader or a crash never sees half a file."""
+    renamed over ``path`` (:func:`hdrlift.plugin.openexr.write_file`): a reader or a crash never
+    sees half a file."""
     from hdrlift.plugin import openexr
 
     planes = {}
@@ -267,31 +262,14 @@ def write_exr(path: str, rgb: np.ndarray, alpha: np.ndarray | None, mask: np.nda
         planes["A"] = a
     if mask is not None:
         planes["mask.Y"] = mask
-    data = openexr.encode(planes, half=True, compression=openexr.ZIP, attributes=attributes)
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}{TEMP_MARK}{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
+    openexr.write_file(path, planes, half=True, compression=openexr.ZIP, attributes=attributes)
 
 
 def remove_stale_temporaries(folder: str) -> int:
     """Temporaries a killed Blender left in a cache folder (never a finished frame)."""
-    n = 0
-    with contextlib.suppress(FileNotFoundError):
-        for name in os.listdir(folder):
-            if name.startswith(".") and TEMP_MARK in name:
-                with contextlib.suppress(OSError):
-                    os.remove(os.path.join(folder, name))
-                    n += 1
-    return n
+    from hdrlift.plugin import openexr
+
+    return openexr.remove_stale_temporaries(folder)
 
 
 def one_line(exc: BaseException, server: str = "") -> str:

@@ -13,7 +13,6 @@ latter as a layer ``mask``) and the ``hdrlift:*`` attributes that let a re-run s
 
 from __future__ import annotations
 
-import os
 import struct
 
 import numpy as np
@@ -117,15 +116,7 @@ def write_result(path: str, hdr: np.ndarray, mask: np.ndarray | None, *, half: b
     planes = {"R": hdr[..., 0], "G": hdr[..., 1], "B": hdr[..., 2]}
     if mask is not None:
         planes["mask.Y"] = mask
-    data = openexr.encode(planes, half=half, compression=openexr.ZIP, attributes=attributes)
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        openexr.write_file(path, planes, half=half, compression=openexr.ZIP, attributes=attributes)
     except OSError as exc:
         raise ExrError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
