@@ -5,9 +5,10 @@
 #
 # The GPU machine has no network and, last time, no PyAV, OpenImageIO or OpenColorIO: they come
 # along as .carry/site-cp312.tar.xz (bench/make_carry.sh builds it: the manylinux x86_64 wheels
-# of av 18.1.0 (abi3, CPython >= 3.11), OpenImageIO 3.2.2.0 and opencolorio 2.6.0 for CPython
-# 3.12, unpacked and packed again with xz to fit the device tool's 64 MiB). When python3 cannot
-# import them, the archive is unpacked under /tmp and put on PYTHONPATH. hdrlift itself is
+# of av 18.1.0 (abi3, CPython >= 3.11), OpenImageIO 3.2.2.0, opencolorio 2.6.0 for CPython 3.12
+# and safetensors 0.8.0 (abi3), unpacked and packed again with xz to fit the device tool's
+# 64 MiB). When python3 cannot import them, the archive is unpacked under /tmp and appended to
+# PYTHONPATH (what python3 has itself comes first). hdrlift itself is
 # imported from this checkout (a one-line package whose __path__ is the checkout, as
 # training/gpu_session.sh does). Then bench/bench_gpu_4k.py runs every step and writes
 # $OUT/results.json; this script's output goes to $OUT/run.log. Two files in $OUT, no folder.
@@ -40,11 +41,11 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 export HDRLIFT_CACHE="${HDRLIFT_CACHE:-/tmp/hdrlift-cache}"
 
 # the decoders and OCIO: from the carried archive when python3 lacks them
-if ! "$py" -c 'import av, OpenImageIO, PyOpenColorIO' 2>/dev/null; then
+if ! "$py" -c 'import av, OpenImageIO, PyOpenColorIO, safetensors' 2>/dev/null; then
     archive="$repo/.carry/site-cp312.tar.xz"
     pyver="$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
     if [ ! -f "$archive" ]; then
-        echo "gpu_run.sh: $py cannot import av/OpenImageIO/PyOpenColorIO and $archive was not carried" \
+        echo "gpu_run.sh: $py cannot import av/OpenImageIO/PyOpenColorIO/safetensors and $archive was not carried" \
              "(build it with bench/make_carry.sh and pass it in the run's carry list)"
         exit 3
     fi

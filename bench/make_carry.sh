@@ -13,7 +13,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 "$pip" download -q --only-binary=:all: --no-deps --python-version "$pyver" \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-    -d "$work/wheels" av==18.1.0 OpenImageIO==3.2.2.0 opencolorio==2.6.0
+    -d "$work/wheels" av==18.1.0 OpenImageIO==3.2.2.0 opencolorio==2.6.0 safetensors==0.8.0
 ls -l "$work/wheels"
 for w in "$work"/wheels/*.whl; do python3 -m zipfile -e "$w" "$work/site/"; done
 mkdir -p "$repo/.carry"

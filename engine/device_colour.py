@@ -506,6 +506,8 @@ class DeviceTransform:
         return not self.ops
 
     def _ops_on(self, device: torch.device) -> tuple[_Op, ...]:
+        if device.type == "cuda" and device.index is None:  # "cuda" and "cuda:N" are one cache entry
+            device = torch.device("cuda", torch.cuda.current_device())
         key = str(device)
         ops = self._moved.get(key)
         if ops is None:

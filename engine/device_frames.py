@@ -114,6 +114,8 @@ class DeviceFrames:
 
     def __init__(self, device: str | torch.device):
         self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.cuda = self.device.type == "cuda"
         self.ops = TorchOps()
         if self.cuda:
@@ -193,6 +195,12 @@ class DeviceFrames:
                 h.copy_(t, non_blocking=True)
                 hosts.append(h)
         return Download(hosts, self._event(stream))
+
+    def settle(self) -> None:
+        """Wait until what the calling thread queued on the device so far (parameters moved with
+        pageable copies, say) is complete, before other streams use it."""
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
 
     def to_host(self, t: torch.Tensor, stream=None) -> np.ndarray:
         """A tensor back to the host now (previews: once or twice a run), after ``stream``."""

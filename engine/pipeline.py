@@ -340,6 +340,7 @@ class DeviceStep(LocalStep):
         self._in = device_colour.to_network(self.p.colour, input_space).to(dev)
         self._out = device_colour.from_network(self.p.colour, self._working, self.p.output_space).to(dev)
         self._dtype = torch.float16 if self.p.options.half else torch.float32
+        self.frames.settle()  # the parameters are on the device before the streams use them
 
     def prepare(self, frame):
         return self.frames.upload(frame, self._in)
