@@ -18,6 +18,10 @@ function are touched.
 Chroma planes of subsampled formats are upsampled bilinearly, with the chroma sample
 positions of MPEG-2/H.264/HEVC/ProRes (horizontally co-sited with the left luma sample,
 vertically centred); the JPEG-style ``yuvj*`` formats use centred positions.
+
+``frames(code_values=True)`` hands each frame over undone instead: its integer planes
+(:class:`CodeValues`), which the device path uploads and converts on the GPU with the very same
+function (:func:`rgb_planes`, written once for numpy arrays and torch tensors).
 """
 
 from __future__ import annotations
