@@ -75,6 +75,12 @@ def _parser(prog: str, video: bool) -> argparse.ArgumentParser:
                    help="inference back end (default auto: TensorRT on CUDA when installed, else the faster of "
                         "torch and onnxruntime, measured once and cached); the choice is reported")
     g.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"), help="inference precision (default fp32)")
+    g.add_argument("--device-colour", action=argparse.BooleanOptionalAction, default=None,
+                   help="decode, colour in, the model and colour out on the --device, frames uploaded as integer "
+                        "code values and downloaded as half floats (default: on for CUDA with the torch and "
+                        "tensorrt back ends, off otherwise; docs/backends.md)")
+    g.add_argument("--compile", action="store_true", help="torch back end: torch.compile the network (the first "
+                   "frames of each size are slow while it compiles; needs a C++ compiler on the CPU)")
     g.add_argument("--max-pixels", type=_positive, metavar="N", help="frames above N pixels run in overlapping, "
                    f"blended tiles (default on the CPU {DEFAULT_MAX_PIXELS:,} = 1080p; on CUDA half the free GPU "
                    "memory over the model's measured memory per pixel)")
@@ -169,7 +175,8 @@ def _list_models() -> str:
 
 
 # Local-only options and their defaults: with --server the servers' own settings apply.
-_LOCAL_ONLY = {"weights": None, "device": "cpu", "backend": "auto", "precision": "fp32", "preview": None}
+_LOCAL_ONLY = {"weights": None, "device": "cpu", "backend": "auto", "precision": "fp32", "preview": None,
+               "device_colour": None, "compile": False}
 
 
 def _connection(args: argparse.Namespace) -> dict:
@@ -308,7 +315,8 @@ def _body(ap: argparse.ArgumentParser, args: argparse.Namespace, prog: str, vide
                            output_space=args.output_colorspace, half=not args.float,
                            compression=args.compression, mask_layer=args.mask_layer,
                            backend=args.backend, precision=args.precision, max_pixels=args.max_pixels,
-                           max_frame_pixels=args.max_frame_pixels,
+                           max_frame_pixels=args.max_frame_pixels, device_colour=args.device_colour,
+                           compile=args.compile,
                            **({"batch": args.batch, "encode_workers": args.encode_workers} if video else {}))
     pipe = Pipeline(opts)
     progress = None if args.quiet else default_progress()

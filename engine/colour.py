@@ -155,15 +155,19 @@ class Converter:
     """Applies one colour conversion to float RGB arrays of shape ``(..., 3)``.
 
     Calling it returns a new C-contiguous float32 array and leaves the argument untouched.
-    ``src``/``dst`` name the colour spaces; ``is_identity`` is true when no maths is done.
+    ``src``/``dst`` name the colour spaces; ``is_identity`` is true when no maths is done;
+    ``processor`` is the OCIO processor behind it (None for an identity), which
+    :mod:`hdrlift.engine.device_colour` translates into torch operations.
     """
 
-    __slots__ = ("src", "dst", "_cpu")
+    __slots__ = ("src", "dst", "_cpu", "processor")
 
-    def __init__(self, src: str, dst: str, cpu: ocio.CPUProcessor | None) -> None:
+    def __init__(self, src: str, dst: str, cpu: ocio.CPUProcessor | None,
+                 processor: ocio.Processor | None = None) -> None:
         self.src = src
         self.dst = dst
         self._cpu = cpu
+        self.processor = processor if cpu is not None else None
 
     @property
     def is_identity(self) -> bool:
@@ -265,6 +269,11 @@ class ColourManager:
     def config_name(self) -> str:
         """The config's own name, or its file name when it has none."""
         return self._name
+
+    @property
+    def flags(self) -> ocio.OptimizationFlags:
+        """The OCIO optimisation its processors are built with (exact curves unless ``fast``)."""
+        return self._flags
 
     @property
     def source(self) -> str:
@@ -384,7 +393,7 @@ class ColourManager:
         if proc.isNoOp():
             return Converter(source, target, None)
         cpu = proc.getOptimizedCPUProcessor(ocio.BIT_DEPTH_F32, ocio.BIT_DEPTH_F32, self._flags)
-        return Converter(source, target, cpu)
+        return Converter(source, target, cpu, proc)
 
     def _network_space(self, builtin_name: str, space_id: str) -> str | None:
         """The active config's colour space equal to the built-in studio config's

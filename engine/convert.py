@@ -100,6 +100,10 @@ class FrameStep(abc.ABC):
     #: what produced the frames, for the report: model name, and where it ran
     model: str = ""
     where: str = ""
+    #: True: ``prepare`` takes a video's frames as integer code values
+    #: (:class:`hdrlift.engine.io.video.CodeValues`, before the Y'CbCr matrix) instead of float
+    #: R'G'B' (frames of pictures still come as floats): the device path uploads them as they are
+    code_values: bool = False
 
     @property
     @abc.abstractmethod
@@ -116,7 +120,9 @@ class FrameStep(abc.ABC):
 
     @abc.abstractmethod
     def prepare(self, rgb: np.ndarray) -> Any:
-        """Decode thread: a checked ``H x W x 3`` float32 frame -> the step's payload."""
+        """Decode thread: a checked ``H x W x 3`` float32 frame (or, for a step with
+        ``code_values``, a video frame's :class:`~hdrlift.engine.io.video.CodeValues`) -> the
+        step's payload."""
 
     @abc.abstractmethod
     def run(self, items: Iterator, timings: dict) -> Iterator:
@@ -535,17 +541,22 @@ def convert(
             target = sink.target(frame.number, may_skip=not want_preview)
             if isinstance(target, Skip):
                 return target
-            try:
-                rgb = check_frame(frame.rgb)
-            except InputError as exc:
-                raise InputError(f"{source} frame {frame.number}: {exc}") from None
+            code = getattr(frame, "code", None)
+            if code is not None:  # integer code values: finite by construction, shaped by the reader
+                pixels = code
+            else:
+                try:
+                    pixels = check_frame(frame.rgb)
+                except InputError as exc:
+                    raise InputError(f"{source} frame {frame.number}: {exc}") from None
             t = time.perf_counter()
-            payload = step.prepare(rgb)
+            payload = step.prepare(pixels)
             colour_in[0] += time.perf_counter() - t
             return Work(frame.number, target, payload, want_preview, getattr(frame, "alpha", None),
                         getattr(frame, "pts", None))
 
-        items = DecodeThread(reader.frames(start=start, end=end, every=every), timings, prepare,
+        code_values = {"code_values": True} if step.code_values and getattr(reader, "code_values", False) else {}
+        items = DecodeThread(reader.frames(start=start, end=end, every=every, **code_values), timings, prepare,
                              max(queue_size, batch))
         preview_pick = None
         pending: list[tuple[Any, Future]] = []

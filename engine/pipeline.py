@@ -41,7 +41,7 @@ from hdrlift.engine.io.exr import COMPRESSIONS as EXR_COMPRESSIONS
 from hdrlift.engine.backends import create_backend, weights_hash
 from hdrlift.engine.backends.base import resolve_device
 from hdrlift.engine.models import DEFAULT_MODEL, get_info, load_model
-from hdrlift.engine.tiling import default_max_pixels, run_tiled
+from hdrlift.engine.tiling import default_max_pixels, needs_tiling, run_tiled
 
 
 @dataclasses.dataclass
@@ -63,6 +63,11 @@ class PipelineOptions:
     encode_workers: int = 2
     batch: int | None = None  # frames per back-end call (None: 4 on CUDA, 1 on the CPU), within max_pixels
     max_frame_pixels: int = MAX_FRAME_PIXELS  # larger frames are refused before they are decoded
+    # colour in, the model and colour out on the back end's device, frames up as integer code values
+    # and down as half floats (DeviceStep); None: on when the device is CUDA and the back end runs
+    # on torch tensors (torch, tensorrt)
+    device_colour: bool | None = None
+    compile: bool = False  # torch back end: torch.compile the network (TorchBackend(compile=True))
 
     def validate(self) -> None:
         if self.compression not in EXR_COMPRESSIONS:
@@ -101,7 +106,12 @@ class Pipeline:
         # which weights made a frame (shipped, or the user's --weights): EXR headers, --resume checks
         self.weights = weights_hash(self.model) if self.model.info.needs_weights else None
         self.backend = create_backend(self.model, kind=opts.backend, device=opts.device,
-                                      precision=opts.precision, cache_dir=opts.cache_dir)
+                                      precision=opts.precision, cache_dir=opts.cache_dir,
+                                      **({"compile": True} if opts.compile else {}))
+        if opts.device_colour is None:
+            self.device_colour = str(opts.device).startswith("cuda") and self.backend.name in ("torch", "tensorrt")
+        else:
+            self.device_colour = bool(opts.device_colour)
         self.max_pixels = opts.max_pixels or default_max_pixels(self.model.info, opts.device, self.backend.precision)
         self.batch = opts.batch or (4 if str(opts.device).startswith("cuda") else 1)
         self._lock = threading.Lock()
@@ -196,7 +206,8 @@ class Pipeline:
         :func:`hdrlift.engine.convert.convert` (a server's ``--root`` rule).
         """
         o = self.options
-        return convert_files(LocalStep(self), source, output,
+        step = DeviceStep(self) if self.device_colour else LocalStep(self)
+        return convert_files(step, source, output,
                              exr_settings=ExrSettings(half=o.half, compression=o.compression, mask_layer=o.mask_layer),
                              ocio_config_name=self.colour.config_name, start=start, end=end, every=every,
                              resume=resume, overwrite=overwrite, progress=progress, preview=preview,
@@ -290,3 +301,95 @@ class LocalStep(FrameStep):
             raise
         if group:
             yield group
+
+
+class DeviceStep(LocalStep):
+    """The device path (``PipelineOptions(device_colour=True)``; default on CUDA with the torch
+    and TensorRT back ends): a :class:`LocalStep` whose frames stay on the back end's device.
+
+    The decode thread uploads each frame's integer code values and converts them to the
+    network's domain there (:meth:`DeviceFrames.upload`: Y'CbCr -> R'G'B', then
+    :mod:`hdrlift.engine.device_colour`'s translation of the same OCIO conversion
+    ``colour_in`` applies, then the clip); the calling thread runs the back end on batches of
+    device tensors (``Backend.run_tensor``), the finite check, colour out and the cast to half
+    on the device, and queues the download; the EXR writers wait for their frame's download and
+    write the half floats as they are. On CUDA the three run on their own streams
+    (:mod:`hdrlift.engine.device_frames`); on the CPU the same code runs in order.
+
+    A frame above the tiling budget goes through the tiler on the host (as :class:`LocalStep`
+    does), between a download and an upload."""
+
+    code_values = True  # the file loop hands video frames over as integer planes
+
+    def __init__(self, pipeline: Pipeline):
+        super().__init__(pipeline)
+        from hdrlift.engine.device_frames import DeviceFrames
+
+        self.frames = DeviceFrames(pipeline.backend.device)
+        self.where = f"{self.where}, device colour"
+        self._dtype = None
+        self._in = self._out = None
+
+    def open(self, input_space: str) -> None:
+        import torch
+
+        from hdrlift.engine import device_colour
+
+        super().open(input_space)
+        dev = self.frames.device
+        self._in = device_colour.to_network(self.p.colour, input_space).to(dev)
+        self._out = device_colour.from_network(self.p.colour, self._working, self.p.output_space).to(dev)
+        self._dtype = torch.float16 if self.p.options.half else torch.float32
+        self.frames.settle()  # the parameters are on the device before the streams use them
+
+    def prepare(self, frame):
+        return self.frames.upload(frame, self._in)
+
+    def run(self, items: Iterator, timings: dict) -> Iterator:
+        for group in self._groups(items):
+            if isinstance(group, Skip):
+                yield group
+                continue
+            tm = time.perf_counter()
+            downloads = self.frames.compute([w.payload for w in group], self._body(group))
+            timings["model"] += time.perf_counter() - tm
+            for w, out in zip(group, downloads):
+                yield w, out
+
+    def _body(self, group: list[Work]):
+        import torch
+
+        def body(batch):
+            n, _, h, w = batch.shape
+            backend = self.p.backend
+            if n == 1 and needs_tiling(backend, h, w, self.p.max_pixels):
+                host = batch[0].permute(1, 2, 0).float().cpu().numpy()
+                lin, mask = run_tiled(backend, host, max_pixels=self.p.max_pixels)
+                hdr = torch.from_numpy(lin).permute(2, 0, 1).unsqueeze(0).to(batch.device)
+                masks = torch.from_numpy(mask)[None, None].to(batch.device)
+            else:
+                hdr, masks = backend.run_tensor(batch)
+            results = []
+            for i, work in enumerate(group):
+                lin = hdr[i]
+                finite = torch.isfinite(lin).all().reshape(1)
+                out = self._out(lin).permute(1, 2, 0).to(self._dtype).contiguous()
+                tensors = [out, masks[i, 0].to(self._dtype).contiguous(), finite]
+                if work.preview:
+                    tensors.append(lin.permute(1, 2, 0).float().contiguous())
+                results.append(tensors)
+            return results
+
+        return body
+
+    def finish(self, output) -> tuple[np.ndarray, np.ndarray]:
+        arrays = output.wait()
+        if not bool(arrays[2][0]):
+            raise ModelError(f"model {self.p.model_name!r} produced non-finite values")
+        return arrays[0], arrays[1]
+
+    def preview(self, work: Work, output):
+        arrays = output.wait()
+        frame = work.payload
+        net_in = np.ascontiguousarray(self.frames.to_host(frame.net_in, frame.stream).transpose(1, 2, 0))
+        return net_in, self.p.to_rec709(np.ascontiguousarray(arrays[3], dtype=np.float32), self._working)

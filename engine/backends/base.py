@@ -194,6 +194,31 @@ class Backend(abc.ABC):
         return (np.ascontiguousarray(hdr[:, :, :h, :w], dtype=np.float32),
                 np.ascontiguousarray(mask[:, :, :h, :w], dtype=np.float32))
 
+    def run_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The device path's call (``Pipeline`` with ``device_colour``): ``x`` (N, 3, H, W) float32
+        code values, a tensor on this back end's device -> ``(hdr, mask)`` float32 tensors on the
+        same device, computed as :meth:`run` computes them. This default goes through :meth:`run`
+        on the host; back ends that run on torch tensors (torch, TensorRT) keep the frames on
+        the device and queue the work on the current CUDA stream without waiting for it."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise InputError(f"back end input must be N x 3 x H x W, got shape {tuple(x.shape)}")
+        hdr, mask = self.run(x.detach().float().cpu().numpy())
+        return torch.from_numpy(hdr).to(x.device), torch.from_numpy(mask).to(x.device)
+
+    def _pad_tensor(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`run`'s rule for inputs too small to reflect, on a tensor: replicate them up to
+        the model's multiple (``LoadedModel``'s rule)."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise InputError(f"back end input must be N x 3 x H x W, got shape {tuple(x.shape)}")
+        if min(x.shape) < 1:
+            raise InputError(f"back end input is empty: shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        m = self.multiple_of
+        ph, pw = (-h) % m, (-w) % m
+        if (ph or pw) and not (ph < h and pw < w):
+            x = nn.functional.pad(x.float(), (0, pw, 0, ph), mode="replicate")
+        return x
+
     def describe(self) -> dict:
         """What runs where: for logs, ``--verbose`` and the server's info call."""
         return {

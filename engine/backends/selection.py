@@ -74,6 +74,13 @@ def create_backend(model_name: str | LoadedModel, kind: str = "auto", device: st
 
 def _create(model: LoadedModel, kind: str, device: str, precision: str, cache: pathlib.Path,
             options: dict) -> Backend:
+    if options.get("compile"):
+        # torch.compile is the torch back end's: "auto" with it means torch, and no other back end takes it
+        if kind == "auto":
+            kind = "torch"
+            log.info("back end for %s: torch (torch.compile asked)", model.info.name)
+        elif kind != "torch":
+            raise ModelError(f"compile (torch.compile) applies to the torch back end, not {kind}")
     if kind == "auto":
         kind, reason = _auto_kind(model, device, precision, cache)
         log.info("back end auto-selection for %s: %s (%s)", model.info.name, kind, reason)

@@ -110,19 +110,29 @@ class TorchBackend(Backend):
         graph.replay()
         return static_out[0].clone(), static_out[1].clone()
 
-    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        t = torch.from_numpy(x)
-        if self.device != "cpu":
-            t = t.to(self.device, non_blocking=False)
+    def _device_run(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A tensor on this back end's device (any float dtype) through the network: the
+        outputs in the network's dtype, on the device."""
         t = t.to(self._dtype)
         if self.channels_last:
             t = t.contiguous(memory_format=torch.channels_last)
         if self.cuda_graphs:
             with self._lock:
-                hdr, mask = self._graph_run(t)
-        else:
-            hdr, mask = self._forward(t)
+                return self._graph_run(t)
+        return self._forward(t)
+
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = torch.from_numpy(x)
+        if self.device != "cpu":
+            t = t.to(self.device, non_blocking=False)
+        hdr, mask = self._device_run(t)
         return hdr.float().cpu().numpy(), mask.float().cpu().numpy()
+
+    def run_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frames stay on the device; on CUDA the work is queued on the current stream."""
+        h, w = x.shape[-2:]
+        hdr, mask = self._device_run(self._pad_tensor(x).to(self.device))
+        return hdr[:, :, :h, :w].float(), mask[:, :, :h, :w].float()
 
     def describe(self) -> dict:
         d = super().describe()

@@ -238,6 +238,16 @@ class TensorRTBackend(Backend):
         return min(fits)[1]
 
     def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        hdr, mask = self._execute(torch.from_numpy(x), wait=True)
+        return hdr.float().cpu().numpy(), mask.float().cpu().numpy()
+
+    def run_tensor(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frames stay on the GPU; the plan is queued on the current stream, not waited for."""
+        h, w = x.shape[-2:]
+        hdr, mask = self._execute(self._pad_tensor(x), wait=False)
+        return hdr[:, :, :h, :w].float(), mask[:, :, :h, :w].float()
+
+    def _execute(self, x: torch.Tensor, wait: bool) -> tuple[torch.Tensor, torch.Tensor]:
         n, _, h, w = x.shape
         idx = self._pick_profile(n, h, w)
         dev = torch.device("cuda", self.dev_index)
@@ -246,7 +256,7 @@ class TensorRTBackend(Backend):
             if idx != self._profile:
                 self.context.set_optimization_profile_async(idx, stream.cuda_stream)
                 self._profile = idx
-            inp = torch.from_numpy(x).to(dev).to(self.io_dtypes[INPUT_NAME]).contiguous()
+            inp = x.to(dev).to(self.io_dtypes[INPUT_NAME]).contiguous()
             self.context.set_input_shape(INPUT_NAME, tuple(inp.shape))
             self.context.set_tensor_address(INPUT_NAME, inp.data_ptr())
             outs = []
@@ -257,8 +267,11 @@ class TensorRTBackend(Backend):
                 outs.append(t)
             if not self.context.execute_async_v3(stream.cuda_stream):
                 raise ModelError("TensorRT execution failed (see the log above)")
-            stream.synchronize()
-        return outs[0].float().cpu().numpy(), outs[1].float().cpu().numpy()
+            if wait:
+                stream.synchronize()
+            else:
+                inp.record_stream(stream)  # the input must outlive the queued plan
+        return outs[0], outs[1]
 
     def describe(self) -> dict:
         d = super().describe()

@@ -134,7 +134,8 @@ def _as_plane(name: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
         raise InputError(f"EXR layer {name!r} must be {shape[0]} x {shape[1]} (or x 1), got shape {tuple(np.shape(value))}")
     if a.dtype.kind not in "fiub":
         raise InputError(f"EXR layer {name!r} must be numeric, got {a.dtype}")
-    a = a.astype(np.float32, copy=False)
+    if a.dtype != np.float16:
+        a = a.astype(np.float32, copy=False)
     bad = int(np.count_nonzero(~np.isfinite(a)))
     if bad:
         raise InputError(f"EXR layer {name!r} contains NaN/Inf ({bad} values)")
@@ -186,7 +187,9 @@ def write_exr(
     layers: Mapping[str, np.ndarray] | None = None,
     alpha: np.ndarray | None = None,
 ) -> None:
-    """Write ``rgb`` (H x W x 3, finite) as an OpenEXR file, atomically.
+    """Write ``rgb`` (H x W x 3, finite) as an OpenEXR file, atomically. A float16 ``rgb``
+    written as half goes to OpenEXR as it is (no float32 copy; the same file as its float32
+    values would give, since those round to the same half floats).
 
     Channels R, G, B (half or float per ``half``), ``A`` when ``alpha`` (H x W, straight as a
     PNG or ProRes 4444 stores it) is given, then one channel ``NAME.Y`` per entry of ``layers``
@@ -209,7 +212,10 @@ def write_exr(
         raise InputError(f"EXR pixels are empty: shape {tuple(a.shape)}")
     if a.dtype.kind not in "fiub":
         raise InputError(f"EXR pixels must be numeric, got {a.dtype}")
-    a = a.astype(np.float32, copy=False)
+    # half floats written as half stay as they are (the device path hands them over: no float32
+    # copy); anything else is written from float32
+    work = np.float16 if (half and a.dtype == np.float16) else np.float32
+    a = a.astype(work, copy=False)
     bad = int(np.count_nonzero(~np.isfinite(a)))
     if bad:
         raise InputError(f"pixels for {final} contain NaN/Inf ({bad} values)")
@@ -218,10 +224,10 @@ def write_exr(
     names = ["R", "G", "B"]
     if alpha is not None:
         al = _as_plane("A", alpha, (h, w))
-        planes = [a * al[..., None], al[..., None]]  # associated colour, as OpenEXR stores it
+        planes = [(a * al[..., None]).astype(work, copy=False), al[..., None].astype(work)]  # associated colour
         names.append("A")
     for name, value in (layers or {}).items():
-        planes.append(_as_plane(name, value, (h, w))[..., None])
+        planes.append(_as_plane(name, value, (h, w))[..., None].astype(work, copy=False))
         names.append(f"{name}.Y")
     pixels = np.ascontiguousarray(np.concatenate(planes, axis=2) if len(planes) > 1 else a)
 

@@ -8,6 +8,7 @@ imported only by :mod:`hdrlift.engine.io.video`, when a video is opened).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -144,14 +145,18 @@ class Frame:
     index:  0-based position of the frame in its source, whatever start/every asked for.
     pts:    presentation timestamp in the stream's time base (None when unknown or for images).
     time:   seconds since the first frame of the source (None for images without a rate).
-    rgb:    float32 H x W x 3, C-contiguous R'G'B' code values (no transfer function applied).
+    rgb:    float32 H x W x 3, C-contiguous R'G'B' code values (no transfer function applied);
+            None when the reader was asked for code values (``code``).
     alpha:  float32 H x W in [0, 1] when the source has an alpha channel (straight, as stored),
             else None.
+    code:   the integer code values as decoded (``video.CodeValues``: planes before the
+            Y'CbCr matrix), when ``VideoReader.frames(code_values=True)`` was asked; else None.
     """
 
     number: int
     index: int
     pts: int | None
     time: float | None
-    rgb: np.ndarray
+    rgb: np.ndarray | None
     alpha: np.ndarray | None = None
+    code: Any = None

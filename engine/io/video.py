@@ -18,6 +18,10 @@ function are touched.
 Chroma planes of subsampled formats are upsampled bilinearly, with the chroma sample
 positions of MPEG-2/H.264/HEVC/ProRes (horizontally co-sited with the left luma sample,
 vertically centred); the JPEG-style ``yuvj*`` formats use centred positions.
+
+``frames(code_values=True)`` hands each frame over undone instead: its integer planes
+(:class:`CodeValues`), which the device path uploads and converts on the GPU with the very same
+function (:func:`rgb_planes`, written once for numpy arrays and torch tensors).
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ __all__ = [
     "RANGE_NAMES",
     "normalise_tag",
     "rgb_from_ycbcr",
+    "rgb_planes",
+    "CodeValues",
     "with_overrides",
 ]
 
@@ -161,7 +167,32 @@ def _plane(frame: av.VideoFrame, index: int, dtype: np.dtype, samples_per_pixel:
     return data
 
 
-def _upsample_axis(c: np.ndarray, axis: int, factor: int, size: int, centred: bool) -> np.ndarray:
+class _NumpyOps:
+    """The array operations the Y'CbCr -> R'G'B' conversion needs, for numpy arrays. The device
+    path (:mod:`hdrlift.engine.device_frames`) hands the same functions torch tensors with an
+    object of the same shape, so that the conversion is written once."""
+
+    @staticmethod
+    def f32(a):
+        return a.astype(np.float32)
+
+    @staticmethod
+    def const(values: np.ndarray, like):
+        """A numpy array (indices, weights) where ``like`` lives."""
+        return values
+
+    @staticmethod
+    def stack(arrays, axis: int):
+        return np.stack(arrays, axis=axis)
+
+
+def _k(value: float) -> float:
+    """A constant rounded to float32 (as a Python float, so numpy arrays and torch tensors both
+    keep float32 arithmetic with it)."""
+    return float(np.float32(value))
+
+
+def _upsample_axis(c, axis: int, factor: int, size: int, centred: bool, xp=_NumpyOps):
     """Linearly interpolate ``c`` along ``axis`` up to ``size`` samples.
 
     Chroma sample k sits at luma position ``factor * k`` (co-sited) or
@@ -174,11 +205,29 @@ def _upsample_axis(c: np.ndarray, axis: int, factor: int, size: int, centred: bo
     i0 = np.floor(pos).astype(np.int64)
     w = (pos - i0).astype(np.float32)
     n = c.shape[axis]
-    a = np.clip(i0, 0, n - 1)
-    b = np.clip(i0 + 1, 0, n - 1)
+    a = xp.const(np.clip(i0, 0, n - 1), c)
+    b = xp.const(np.clip(i0 + 1, 0, n - 1), c)
+    w1, w0 = xp.const(w, c), xp.const(1.0 - w, c)
     if axis == 0:
-        return c[a, :] * (1.0 - w)[:, None] + c[b, :] * w[:, None]
-    return c[:, a] * (1.0 - w)[None, :] + c[:, b] * w[None, :]
+        return c[a, :] * w0[:, None] + c[b, :] * w1[:, None]
+    return c[:, a] * w0[None, :] + c[:, b] * w1[None, :]
+
+
+def _rgb_planes_from_ycbcr(y, cb, cr, matrix: str) -> tuple:
+    """R', G', B' planes from normalised Y' and Cb, Cr (see :func:`rgb_from_ycbcr`)."""
+    if matrix == "rgb":
+        return cr + 0.5, y, cb + 0.5
+    if matrix == "ycgco":
+        tmp = y - cb
+        return tmp + cr, y + cb, tmp - cr
+    if matrix not in _KR_KB:
+        raise ColourError(f"Y'CbCr matrix {matrix!r} is not supported")
+    kr, kb = _KR_KB[matrix]
+    kg = 1.0 - kr - kb
+    r = y + _k(2.0 * (1.0 - kr)) * cr
+    b = y + _k(2.0 * (1.0 - kb)) * cb
+    g = y - _k(2.0 * kb * (1.0 - kb) / kg) * cb - _k(2.0 * kr * (1.0 - kr) / kg) * cr
+    return r, g, b
 
 
 def rgb_from_ycbcr(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, matrix: str) -> np.ndarray:
@@ -188,72 +237,109 @@ def rgb_from_ycbcr(y: np.ndarray, cb: np.ndarray, cr: np.ndarray, matrix: str) -
     with Cb = Cg and Cr = Co) and matrix "rgb" (Y' = G', Cb = B', Cr = R', shifted back by
     0.5 as the caller normalised them as chroma). No clipping.
     """
-    if matrix == "rgb":
-        return np.stack([cr + 0.5, y, cb + 0.5], axis=-1).astype(np.float32, copy=False)
-    if matrix == "ycgco":
-        tmp = y - cb
-        return np.stack([tmp + cr, y + cb, tmp - cr], axis=-1).astype(np.float32, copy=False)
-    if matrix not in _KR_KB:
-        raise ColourError(f"Y'CbCr matrix {matrix!r} is not supported")
-    kr, kb = _KR_KB[matrix]
-    kg = 1.0 - kr - kb
-    r = y + np.float32(2.0 * (1.0 - kr)) * cr
-    b = y + np.float32(2.0 * (1.0 - kb)) * cb
-    g = y - np.float32(2.0 * kb * (1.0 - kb) / kg) * cb - np.float32(2.0 * kr * (1.0 - kr) / kg) * cr
-    return np.stack([r, g, b], axis=-1).astype(np.float32, copy=False)
+    return np.stack(_rgb_planes_from_ycbcr(y, cb, cr, matrix), axis=-1).astype(np.float32, copy=False)
 
 
-def _normalise_luma(d: np.ndarray, bits: int, full: bool) -> np.ndarray:
+def _normalise_luma(d, bits: int, full: bool, xp=_NumpyOps):
     """Code values of Y' (or R'G'B') -> [0, 1] for the tv or pc range (H.273 section 8.3)."""
-    d = d.astype(np.float32)
+    d = xp.f32(d)
     if full:
-        return d * np.float32(1.0 / ((1 << bits) - 1))
+        return d * _k(1.0 / ((1 << bits) - 1))
     scale = float(1 << (bits - 8))
-    return (d - np.float32(16.0 * scale)) * np.float32(1.0 / (219.0 * scale))
+    return (d - _k(16.0 * scale)) * _k(1.0 / (219.0 * scale))
 
 
-def _normalise_chroma(d: np.ndarray, bits: int, full: bool) -> np.ndarray:
+def _normalise_chroma(d, bits: int, full: bool, xp=_NumpyOps):
     """Code values of Cb/Cr -> [-0.5, 0.5] for the tv or pc range (H.273 section 8.3)."""
-    d = d.astype(np.float32)
+    d = xp.f32(d)
     if full:
-        return (d - np.float32(1 << (bits - 1))) * np.float32(1.0 / ((1 << bits) - 1))
+        return (d - _k(1 << (bits - 1))) * _k(1.0 / ((1 << bits) - 1))
     scale = float(1 << (bits - 8))
-    return (d - np.float32(128.0 * scale)) * np.float32(1.0 / (224.0 * scale))
+    return (d - _k(128.0 * scale)) * _k(1.0 / (224.0 * scale))
+
+
+def _frame_planes(frame: av.VideoFrame, layout: _Layout) -> tuple[np.ndarray, ...]:
+    """The planes of a decoded frame that carry colour, as integer views without padding (the
+    first three of a planar format, the one plane of a packed or grey one)."""
+    if layout.kind == "packed":
+        return (_plane(frame, 0, layout.dtype, samples_per_pixel=len(layout.order)),)
+    if layout.kind == "gray":
+        return (_plane(frame, 0, layout.dtype),)
+    return tuple(_plane(frame, i, layout.dtype) for i in range(3))
+
+
+def rgb_planes(planes, layout: _Layout, matrix: str, full_range: bool, width: int, height: int, xp=_NumpyOps) -> tuple:
+    """R', G', B' float32 planes (unclipped) from a frame's integer planes (:func:`_frame_planes`):
+    range, chroma upsampling and the Y'CbCr matrix. ``xp`` says how to handle the arrays
+    (numpy here; torch tensors on the device path): the one conversion of both paths."""
+    w, h = width, height
+    if layout.kind == "yuv":
+        y = _normalise_luma(planes[0], layout.bits, full_range, xp)
+        if matrix == "rgb":
+            # Y'CbCr planes carrying G', B', R' (H.273 matrix 0): every plane is a colour.
+            cb = _normalise_luma(planes[1], layout.bits, full_range, xp) - 0.5
+            cr = _normalise_luma(planes[2], layout.bits, full_range, xp) - 0.5
+        else:
+            cb = _normalise_chroma(planes[1], layout.bits, full_range, xp)
+            cr = _normalise_chroma(planes[2], layout.bits, full_range, xp)
+        if layout.sub_x > 1 or layout.sub_y > 1:
+            centred = layout.centred_chroma
+            cb = _upsample_axis(_upsample_axis(cb, 1, layout.sub_x, w, centred, xp), 0, layout.sub_y, h, True, xp)
+            cr = _upsample_axis(_upsample_axis(cr, 1, layout.sub_x, w, centred, xp), 0, layout.sub_y, h, True, xp)
+        return _rgb_planes_from_ycbcr(y, cb, cr, matrix)
+    if layout.kind == "gbr":
+        g = _normalise_luma(planes[0], layout.bits, full_range, xp)
+        b = _normalise_luma(planes[1], layout.bits, full_range, xp)
+        r = _normalise_luma(planes[2], layout.bits, full_range, xp)
+        return r, g, b
+    if layout.kind == "gray":
+        y = _normalise_luma(planes[0], layout.bits, full_range, xp)
+        return y, y, y
+    px = planes[0]  # packed RGB
+    return tuple(_normalise_luma(px[:, :, layout.order.index(c)], layout.bits, full_range, xp) for c in "rgb")
 
 
 def _frame_to_rgb(frame: av.VideoFrame, layout: _Layout, matrix: str, full_range: bool) -> np.ndarray:
     """Convert one decoded frame to float32 H x W x 3 R'G'B' code values clipped to [0, 1]."""
-    h, w = frame.height, frame.width
-    dt = layout.dtype
-    if layout.kind == "yuv":
-        y = _normalise_luma(_plane(frame, 0, dt), layout.bits, full_range)
-        if matrix == "rgb":
-            # Y'CbCr planes carrying G', B', R' (H.273 matrix 0): every plane is a colour.
-            cb = _normalise_luma(_plane(frame, 1, dt), layout.bits, full_range) - np.float32(0.5)
-            cr = _normalise_luma(_plane(frame, 2, dt), layout.bits, full_range) - np.float32(0.5)
-        else:
-            cb = _normalise_chroma(_plane(frame, 1, dt), layout.bits, full_range)
-            cr = _normalise_chroma(_plane(frame, 2, dt), layout.bits, full_range)
-        if layout.sub_x > 1 or layout.sub_y > 1:
-            centred = layout.centred_chroma
-            cb = _upsample_axis(_upsample_axis(cb, 1, layout.sub_x, w, centred), 0, layout.sub_y, h, True)
-            cr = _upsample_axis(_upsample_axis(cr, 1, layout.sub_x, w, centred), 0, layout.sub_y, h, True)
-        rgb = rgb_from_ycbcr(y, cb, cr, matrix)
-    elif layout.kind == "gbr":
-        g = _normalise_luma(_plane(frame, 0, dt), layout.bits, full_range)
-        b = _normalise_luma(_plane(frame, 1, dt), layout.bits, full_range)
-        r = _normalise_luma(_plane(frame, 2, dt), layout.bits, full_range)
-        rgb = np.stack([r, g, b], axis=-1)
-    elif layout.kind == "gray":
-        y = _normalise_luma(_plane(frame, 0, dt), layout.bits, full_range)
-        rgb = np.repeat(y[:, :, None], 3, axis=2)
-    else:  # packed RGB
-        order = layout.order
-        px = _plane(frame, 0, dt, samples_per_pixel=len(order))
-        idx = [order.index(c) for c in "rgb"]
-        rgb = _normalise_luma(px[:, :, idx], layout.bits, full_range)
+    rgb = np.stack(rgb_planes(_frame_planes(frame, layout), layout, matrix, full_range, frame.width, frame.height),
+                   axis=-1).astype(np.float32, copy=False)
     np.clip(rgb, 0.0, 1.0, out=rgb)
     return np.ascontiguousarray(rgb, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class CodeValues:
+    """A decoded picture's integer code values as coded, before the range, chroma upsampling
+    and Y'CbCr matrix: what the device path uploads (``hdrlift.engine.device_frames``), uint8
+    planes for 8-bit formats and 16-bit words for deeper ones (4:2:0 8-bit: 1.5 bytes a pixel,
+    against 12 for float32 R'G'B').
+
+    ``planes``: views of the decoded frame's planes (:func:`_frame_planes`; copy them before the
+    frame is gone); ``layout``, ``matrix``, ``full_range``: how :func:`rgb_planes` converts them;
+    ``width``/``height``: the coded size; ``rotate``: quarter turns to show it upright.
+    :meth:`rgb` is the host conversion, the same as the reader's float frames."""
+
+    planes: tuple
+    layout: _Layout
+    matrix: str
+    full_range: bool
+    width: int
+    height: int
+    rotate: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The R'G'B' frame's shape once converted and turned upright (H x W x 3)."""
+        return (self.width, self.height, 3) if self.rotate % 2 else (self.height, self.width, 3)
+
+    def rgb(self) -> np.ndarray:
+        """float32 H x W x 3 code values in [0, 1], upright: the reader's own ``Frame.rgb``."""
+        rgb = np.stack(rgb_planes(self.planes, self.layout, self.matrix, self.full_range, self.width, self.height),
+                       axis=-1).astype(np.float32, copy=False)
+        np.clip(rgb, 0.0, 1.0, out=rgb)
+        if self.rotate:
+            rgb = np.rot90(rgb, self.rotate)
+        return np.ascontiguousarray(rgb, dtype=np.float32)
 
 
 def _frame_alpha(frame: av.VideoFrame, layout: _Layout) -> np.ndarray | None:
@@ -366,6 +452,9 @@ class VideoReader:
             unsupported pixel format or Y'CbCr matrix.
         ColourError: an override that is not a known tag name.
     """
+
+    #: ``frames(code_values=True)`` is supported (the file loop asks for it on the device path)
+    code_values = True
 
     def __init__(
         self,
@@ -636,10 +725,13 @@ class VideoReader:
 
     # -- decoding ------------------------------------------------------------------------
 
-    def frames(self, start: int | None = 1, end: int | None = None, every: int = 1) -> Iterator[Frame]:
+    def frames(self, start: int | None = 1, end: int | None = None, every: int = 1, *,
+               code_values: bool = False) -> Iterator[Frame]:
         """Yield the frames numbered ``start, start + every, ...`` up to ``end`` (inclusive).
 
-        ``start=None`` means the first frame (1), ``end=None`` the last.
+        ``start=None`` means the first frame (1), ``end=None`` the last. ``code_values=True``:
+        each frame carries its integer planes (:class:`CodeValues`, ``Frame.code``) and no
+        ``rgb``; ``Frame.code.rgb()`` gives the same float frame.
 
         Frames are numbered from 1 in presentation order; decoding is sequential from the
         start of the file, and only the frames yielded are converted to R'G'B'.
@@ -659,9 +751,9 @@ class VideoReader:
             raise InputError(
                 f"{self._path}: start frame {start} is past the last frame ({self._frame_count})"
             )
-        return self._iter_frames(start, end, every)
+        return self._iter_frames(start, end, every, code_values)
 
-    def _iter_frames(self, start: int, end: int | None, every: int) -> Iterator[Frame]:
+    def _iter_frames(self, start: int, end: int | None, every: int, code_values: bool = False) -> Iterator[Frame]:
         container, stream = self._open()
         number = 0
         shown = total = 0
@@ -726,11 +818,18 @@ class VideoReader:
                         time = float((frame.pts - first_pts) * tb)
                     else:
                         time = float((number - 1) / self._fps)
-                    rgb = _frame_to_rgb(frame, self._layout, matrix, full)
                     alpha = _frame_alpha(frame, self._layout)
-                    if self._rotate:  # upright, as players show it (the display matrix)
+                    if self._rotate and alpha is not None:  # upright, as players show it (the display matrix)
+                        alpha = np.ascontiguousarray(np.rot90(alpha, self._rotate))
+                    if code_values:
+                        code = CodeValues(_frame_planes(frame, self._layout), self._layout, matrix, full,
+                                          frame.width, frame.height, self._rotate)
+                        yield Frame(number=number, index=number - 1, pts=frame.pts, time=time, rgb=None,
+                                    alpha=alpha, code=code)
+                        continue
+                    rgb = _frame_to_rgb(frame, self._layout, matrix, full)
+                    if self._rotate:
                         rgb = np.ascontiguousarray(np.rot90(rgb, self._rotate))
-                        alpha = None if alpha is None else np.ascontiguousarray(np.rot90(alpha, self._rotate))
                     yield Frame(number=number, index=number - 1, pts=frame.pts, time=time, rgb=rgb, alpha=alpha)
             # End of stream: every packet decoded. Check nothing went missing.
             self._check_complete(total, number, end_ticks)
