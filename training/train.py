@@ -288,13 +288,14 @@ def _singlehdr_lin_stage(net, ldr, hdr):
 def _singlehdr_hal_stage(net, ldr, hdr, vgg=None):
     """SingleHDR Hallucination-Net alone on its ideal input ``I_c = clip(H, 0, 1)``:
     ``H_hat = I_c + alpha C(I_c)``, ``w_hal L_hal + w_p L_p + w_tv L_tv(log H_hat)`` (§7.1; Eq. 24 weights)."""
-    from hdrlift.engine.models.masks import highlight_alpha
+    from hdrlift.engine.models.masks import channel_alpha
 
     lin = hdr.clamp(0.0, 1.0)
     # C = ReLU(...) >= 0 as in SingleHDR.stages, written as clamp(min=0): the same values, but a
     # gradient of 1 at exactly 0. The Hallucination-Net's head starts at zero ("do-nothing"
     # start), where ReLU's gradient of 0 would leave the whole sub-network without any gradient.
-    pred = lin + highlight_alpha(lin, net.gamma) * net.hallucinate(lin).clamp(min=0.0)
+    # alpha per channel, as SingleHDR.stages (the survey's formula, no maximum over channels).
+    pred = lin + channel_alpha(lin, net.gamma) * net.hallucinate(lin).clamp(min=0.0)
     w = L.SINGLEHDR_WEIGHTS
     loss = w["hal"] * L.singlehdr_hal(pred, hdr) + w["tv"] * L.total_variation(L.log_image(pred))
     if vgg is not None:

@@ -21,9 +21,13 @@ Network (survey §6.1, Fig. 3 "hybrid dynamic range autoencoder"):
 * **Input skip** — the first skip, at full resolution, carries the input image itself:
   the last fusion sees ``log(f^-1(D) + eps)`` (3 channels) and a 1x1 projection (64 -> 3) of the
   decoder, and outputs the log-HDR prediction ``y``.
-* **Blend, Eq. 16-17** — ``H = (1 - alpha) f^-1(D) + alpha exp(y)`` with
-  ``alpha = max(0, max_c(D) - tau) / (1 - tau)``, ``tau = 0.95`` by default. Where ``alpha == 0``
-  the output is exactly ``f^-1(D)``; the network only fills in saturated highlights.
+* **Blend, Eq. 16-17, channel by channel** — ``H_c = (1 - alpha_c) f^-1(D_c) + alpha_c max(exp(y_c),
+  f^-1(D_c))`` with ``alpha_c = max(0, D_c - tau) / (1 - tau)``, ``tau = 0.95`` by default
+  (:func:`masks.keep_unclipped`). The paper takes ``alpha`` on ``max_c(D)``, which makes the network
+  re-predict the unclipped channels of a partially clipped pixel (a red flower's green and blue) and
+  lifts a zero channel to at least ``exp(log eps)``; we blend per channel (``masks``' docstring says
+  why). Where ``alpha_c == 0`` the channel is exactly ``f^-1(D_c)``; the network only fills in
+  saturated channels, never below their own linearised value.
 
 Choices of ours, documented here because the survey leaves them open:
 
@@ -60,7 +64,7 @@ from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.conv_blocks import ConvAct, SkipFuse, UpsampleDeconv, scaled
-from hdrlift.engine.models.masks import highlight_alpha
+from hdrlift.engine.models.masks import channel_alpha, highlight_alpha, keep_unclipped
 from hdrlift.engine.models.registry import get_info
 
 LOG_EPS = 1.0 / 255.0  # eps of Eq. 18 (and Eq. 19 in training)
@@ -159,14 +163,14 @@ class HDRCNN(nn.Module):
         return self.out_fuse(self.trunk(x), log_domain(x, self.eps))
 
     def blend(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Eq. 16: ``(1 - alpha) f^-1(D) + alpha exp(y)``, ``alpha`` of Eq. 17, ``y`` clamped."""
-        alpha = highlight_alpha(x, self.tau)
+        """Eq. 16 per channel: ``(1 - alpha_c) f^-1(D_c) + alpha_c max(exp(y_c), f^-1(D_c))``,
+        ``alpha_c`` Eq. 17's ramp on each channel, ``y`` clamped (module docstring)."""
         lin = srgb_to_linear(x)
         expanded = torch.exp(y.clamp(self.log_eps, self.y_max))
-        return (1.0 - alpha) * lin + alpha * expanded
+        return keep_unclipped(lin, expanded, channel_alpha(x, self.tau))
 
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """``alpha`` of Eq. 17, ``(N, 1, H, W)`` in [0, 1]."""
+        """``alpha`` of Eq. 17 (the largest of the per-channel weights), ``(N, 1, H, W)`` in [0, 1]."""
         return highlight_alpha(x, self.tau)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
