@@ -13,7 +13,13 @@ Network (survey §6.1, Fig. 3 "hybrid dynamic range autoencoder"):
 * **Decoder** — five x2 up-sampling stages in the *log HDR* domain, each a 4x4 stride-2
   transposed convolution initialised to bilinear up-sampling (Fig. 3 caption), channels
   512, 512, 256, 128, 64, followed by the skip fusion of the encoder stage at the same
-  resolution (conv5_3, conv4_3, conv3_3, conv2_2, conv1_2).
+  resolution (conv5_3, conv4_3, conv3_3, conv2_2, conv1_2). Ours by default: a bilinear resize
+  followed by a 3x3 convolution initialised to the same bilinear start
+  (:class:`conv_blocks.UpsampleResize`, ``upsample="resize"``): a trained transposed convolution
+  can draw a checkerboard with the network's stride in large clipped areas (an 8-px grid held a
+  GPU fine-tune of ``hdrcnn-lite`` back, docs/models.md), a resize-convolution cannot.
+  ``upsample="deconv"`` is the paper's; weights trained with either load into the right one
+  (:meth:`HDRCNN.adapt_to_state_dict`).
 * **Skip connections, Eq. 18** — ``h~D = sigma(W [h^D, log(f^-1(h^E) + eps)] + b)``: the encoder
   feature is taken to the log-HDR domain, concatenated with the decoder feature and fused by a
   1x1 conv initialised to perform an addition (Fig. 3 caption); ``sigma`` is a leaky ReLU
@@ -63,7 +69,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
-from hdrlift.engine.models.conv_blocks import ConvAct, SkipFuse, UpsampleDeconv, scaled
+from hdrlift.engine.models.conv_blocks import UPSAMPLERS, ConvAct, SkipFuse, UpsampleDeconv, scaled
 from hdrlift.engine.models.masks import channel_alpha, highlight_alpha, keep_unclipped
 from hdrlift.engine.models.registry import get_info
 
@@ -93,10 +99,13 @@ class HDRCNN(nn.Module):
     """
 
     def __init__(self, width: float = 1.0, tau: float = DEFAULT_TAU, eps: float = LOG_EPS,
-                 slope: float = 0.2):
+                 slope: float = 0.2, upsample: str = "resize"):
         super().__init__()
         if not 0.0 <= tau < 1.0:
             raise ValueError(f"tau must be in [0, 1), got {tau}")
+        if upsample not in UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLERS)}, got {upsample!r}")
+        self.upsample = upsample
         self.width = float(width)
         self.tau = float(tau)
         self.eps = float(eps)
@@ -124,7 +133,7 @@ class HDRCNN(nn.Module):
         fuses = []
         cin = c_lat
         for c in reversed(skip_channels):
-            ups.append(UpsampleDeconv(cin, c))
+            ups.append(UPSAMPLERS[upsample](cin, c))
             fuses.append(SkipFuse(c, act="lrelu", slope=slope))
             cin = c
         self.up = nn.ModuleList(ups)
@@ -141,6 +150,33 @@ class HDRCNN(nn.Module):
         self.to_rgb.weight.zero_()
         self.to_rgb.bias.zero_()
         self.out_fuse.reset_addition(1.0, 1.0)
+
+    def set_upsample(self, kind: str) -> None:
+        """Rebuild the decoder's up-sampling blocks as ``kind`` (``"resize"`` or ``"deconv"``),
+        freshly initialised to bilinear up-sampling; a no-op when they already are."""
+        if kind not in UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLERS)}, got {kind!r}")
+        if kind == self.upsample:
+            return
+        ref = next(self.parameters())
+        self.up = nn.ModuleList([UPSAMPLERS[kind](*self._up_channels(u)) for u in self.up]).to(ref.device, ref.dtype)
+        self.upsample = kind
+
+    @staticmethod
+    def _up_channels(block: nn.Module) -> tuple[int, int]:
+        if isinstance(block, UpsampleDeconv):
+            return block.deconv.in_channels, block.deconv.out_channels
+        return block.conv.in_channels, block.conv.out_channels
+
+    def adapt_to_state_dict(self, state: dict) -> None:
+        """Match the up-sampling blocks to a state dict before it is loaded (called by
+        :func:`loading.load_state`): weights with ``up.N.deconv.*`` keys were trained with the
+        paper's transposed convolutions (every ``hdrcnn-lite`` shipped before the resize-convolution
+        decoder, and the users' own), ``up.N.conv.*`` with resize-convolutions."""
+        if any(k.startswith("up.") and ".deconv." in k for k in state):
+            self.set_upsample("deconv")
+        elif any(k.startswith("up.") and ".conv." in k for k in state):
+            self.set_upsample("resize")
 
     # ------------------------------------------------------------------ pieces
     def trunk(self, x: torch.Tensor) -> torch.Tensor:

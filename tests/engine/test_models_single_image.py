@@ -32,7 +32,7 @@ from hdrlift.training.discriminator import (
 NAMES = ("santos", "expandnet", "moriwaki", "singlehdr")
 FACTORIES = {"santos": santos.santos, "expandnet": expandnet.expandnet, "moriwaki": moriwaki.moriwaki,
              "singlehdr": singlehdr.singlehdr}
-PARAMS = {"santos": 25_775_444, "expandnet": 456_899, "moriwaki": 29_439_384, "singlehdr": 11_848_116}
+PARAMS = {"santos": 25_775_444, "expandnet": 456_899, "moriwaki": 24_565_144, "singlehdr": 11_848_116}
 
 
 # narrow variants of the same code paths, for the tests that only check dtypes and exports
@@ -323,6 +323,7 @@ def test_apply_curve_matches_numpy_interp():
 
 def test_singlehdr_hallucination_residual_is_non_negative():
     """§7.1: ReLU residual, added only where I_lin exceeds gamma = 0.95."""
+    torch.manual_seed(0)  # the initial weights, before perturb
     net = perturb(singlehdr.singlehdr(), seed=2)
     x = textured(2, 64, 96, clip=0.3)
     with torch.no_grad():
@@ -335,11 +336,11 @@ def test_singlehdr_hallucination_residual_is_non_negative():
     keep = s["alpha"] == 0
     assert 0.3 < float(keep.float().mean()) < 0.95
     assert torch.equal(s["hal"][keep], s["lin"][keep])
-    # the output stage: unclipped channels keep I_lin, clipped ones max(H_ref, I_lin)
+    # the output stage: unclipped channels keep I_lin, clipped ones blend towards max(H_ref, I_lin)
     assert torch.equal(s["hdr"][keep], s["lin"][keep])
-    full = s["alpha"] == 1
-    assert bool(full.any())
-    assert torch.equal(s["hdr"][full], torch.maximum(s["refined"], s["lin"])[full])
+    assert float(s["alpha"].max()) > 0.5
+    a = s["alpha"]
+    assert torch.allclose(s["hdr"], (1 - a) * s["lin"] + a * torch.maximum(s["refined"], s["lin"]), rtol=1e-6, atol=1e-7)
     assert float((s["deq"] - x).abs().max()) <= 1.0  # tanh residual
     assert torch.equal(net.reconstruction_mask(x), s["alpha"].amax(dim=1, keepdim=True))
 
