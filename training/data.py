@@ -359,18 +359,33 @@ class ParallelPatches:
 
 
 def validation_set(folder: HdrFolder, clip_fractions=(0.03, 0.10), views: int = 4, size: int = 256,
-                   seed: int = 1234) -> list[dict]:
+                   seed: int = 1234, cases=("views",)) -> list[dict]:
     """A fixed, deterministic evaluation set: ``views`` perspective views per image, each
-    exposed at every clip fraction with the sRGB camera (8 bits, no noise)."""
+    exposed at every clip fraction with the sRGB camera (8 bits, no noise).
+
+    ``cases`` (:mod:`hdrlift.training.val_cases`): ``"views"`` are the views themselves;
+    ``"saturated"`` and ``"specular"`` the same views with saturated coloured highlights or small
+    bright glints, each drawn from its own generator (``seed``, image, view, case), so adding a case
+    leaves the others' items unchanged. Each item: ``name`` (``file#view`` plus the case's suffix),
+    ``case``, ``clip_fraction``, ``ldr``, ``hdr``."""
+    from hdrlift.training import val_cases
+
+    unknown = [c for c in cases if c not in val_cases.CASES]
+    if unknown:
+        raise ValueError(f"unknown validation case {unknown[0]!r}; valid: {', '.join(val_cases.CASES)}")
     rng = np.random.default_rng(seed)
     items = []
     for i, name in enumerate(folder.names()):
         img = folder[i]
         for v in range(views):
             view = normalise_median(random_view(img, rng, size))
-            for frac in clip_fractions:
-                ldr, ref, _ = cam.Camera(clip_fraction=frac)(view, rng)
-                items.append({"name": f"{name}#{v}", "clip_fraction": frac, "ldr": ldr, "hdr": ref})
+            for case in cases:
+                crng = np.random.default_rng([seed, i, v, val_cases.CASES.index(case)])
+                hdr, suffix = val_cases.variant(case, view, crng)
+                for frac in clip_fractions:
+                    ldr, ref, _ = cam.Camera(clip_fraction=frac)(hdr, rng)
+                    items.append({"name": f"{name}#{v}{suffix}", "case": case, "clip_fraction": frac,
+                                  "ldr": ldr, "hdr": ref})
     return items
 
 

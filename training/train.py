@@ -99,7 +99,8 @@ class TrainConfig:
     amp: bool = True  # CUDA only
     amp_dtype: str = "float16"  # "float16" (with a gradient scaler) or "bfloat16" (float32's range, no scaler)
     init_from: str | None = None  # safetensors weights to start from (fine-tuning)
-    select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics)
+    select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics, "2*worst_mu")
+    val_cases: tuple[str, ...] = ("views",)  # validation cases (training/val_cases.py)
     # Moriwaki et al. 2018 (§4): alternate discriminator and generator updates
     gan: bool = False
     d_lr: float | None = None  # discriminator learning rate; None = the generator's schedule
@@ -125,7 +126,7 @@ class TrainConfig:
         if unknown:
             raise InputError(f"{where}: unknown keys {', '.join(unknown)}")
         raw.pop("comment", None)
-        for key in ("clip_range", "mask_coverage"):
+        for key in ("clip_range", "mask_coverage", "val_cases"):
             if key in raw and raw[key] is not None:
                 raw[key] = tuple(raw[key])
         cfg = cls(**raw)
@@ -162,6 +163,19 @@ class TrainConfig:
                              f"are required")
         if self.amp_dtype not in ("float16", "bfloat16"):
             raise InputError(f"{where}: amp_dtype must be \"float16\" or \"bfloat16\", got {self.amp_dtype!r}")
+        from hdrlift.training.val_cases import CASES
+
+        if not self.val_cases or any(c not in CASES for c in self.val_cases):
+            raise InputError(f"{where}: val_cases must be a non-empty list of {', '.join(CASES)}, "
+                             f"got {list(self.val_cases)}")
+        for term in self.select.split("+"):
+            w, _, name = term.strip().rpartition("*")
+            try:
+                float(w or 1.0)
+            except ValueError:
+                raise InputError(f"{where}: select terms are METRIC or WEIGHT*METRIC, got {term!r}") from None
+            if not name:
+                raise InputError(f"{where}: select has an empty term: {self.select!r}")
         if self.fit_time and not self.time_limit_min > 0:
             raise InputError(f"{where}: fit_time needs time_limit_min > 0")
         if self.stages is not None:
@@ -256,7 +270,7 @@ NO_VGG_FALLBACK = {"santos": "santos_rec", "moriwaki_hybrid": "moriwaki_rec_gan"
 VGG_LOSSES = ("santos", "moriwaki_rec_vgg", "moriwaki_hybrid", "singlehdr_p", "singlehdr_hal_p")
 #: losses that need the discriminator ("gan": true)
 GAN_LOSSES = ("moriwaki_hybrid", "moriwaki_rec_gan")
-BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "psnr")
+BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "clipped_log_l1", "psnr")
 
 
 def _singlehdr_code(hdr: torch.Tensor) -> torch.Tensor:
@@ -369,6 +383,10 @@ def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.
         from hdrlift.training.objectives import psnr_objective
 
         return psnr_objective(net(ldr), hdr)
+    if loss == "clipped_log_l1":
+        from hdrlift.training.objectives import clipped_log_l1
+
+        return clipped_log_l1(net(ldr), hdr, ldr)
     fn = TRAINER_RECIPES.get(loss) or L.RECIPES.get(loss)
     if fn is not None:
         return fn(net, ldr, hdr)
@@ -459,24 +477,53 @@ def preview_image(ldr: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> np.ndar
     return np.concatenate([np.asarray(p, np.float32) for p in panels], axis=1)
 
 
+def select_score(select: str, metrics: dict[str, float]) -> float:
+    """The validation score of ``"select"``: ``+``-joined metric names, each optionally weighted
+    (``"psnr_mu+pu21_psnr+2*worst_mu"``); a missing metric counts -1e9."""
+    total = 0.0
+    for term in select.split("+"):
+        w, _, name = term.strip().rpartition("*")
+        total += (float(w) if w else 1.0) * metrics.get(name, -1e9)
+    return total
+
+
+def baseline_scores(items: list[dict]) -> list[dict[str, float]]:
+    """``metrics.score`` of the plain inverse camera curve (``inverse-crf``) on every item: what the
+    worst-case validation columns compare with."""
+    from hdrlift.engine.colour_maths import srgb_to_linear
+    from hdrlift.training.metrics import score
+
+    return [score(srgb_to_linear(it["ldr"]).astype(np.float32), it["hdr"], it["ldr"]) for it in items]
+
+
 @torch.no_grad()
 def validate(net: torch.nn.Module, items: list[dict], device: torch.device, multiple: int = 1,
-             previews: list | None = None) -> dict[str, float]:
+             previews: list | None = None, baseline: list[dict[str, float]] | None = None) -> dict[str, float]:
     """Mean ``metrics.score`` over ``items``; with ``previews`` (a list), the first
-    :data:`PREVIEWS` items' :func:`preview_image` are appended to it."""
+    :data:`PREVIEWS` items' :func:`preview_image` are appended to it. With ``baseline``
+    (:func:`baseline_scores` of the same items) also ``worst_mu`` / ``worst_pu21``: the lowest,
+    over the items, of PSNR-mu / PU21-PSNR minus the inverse curve's (as ``hdrlift-eval``)."""
     from hdrlift.training.metrics import score
 
     net.eval()
     acc: dict[str, list[float]] = {}
+    worst = {"worst_mu": math.inf, "worst_pu21": math.inf}
     for i, it in enumerate(items):
         x = torch.from_numpy(it["ldr"].transpose(2, 0, 1)[None].copy()).to(device)
         pred = _pad_forward(net, x, multiple)[0].float().cpu().numpy().transpose(1, 2, 0)
-        for k, v in score(pred, it["hdr"], it["ldr"]).items():
+        s = score(pred, it["hdr"], it["ldr"])
+        for k, v in s.items():
             if not math.isnan(v):
                 acc.setdefault(k, []).append(v)
+        if baseline is not None:
+            worst["worst_mu"] = min(worst["worst_mu"], s["psnr_mu"] - baseline[i]["psnr_mu"])
+            worst["worst_pu21"] = min(worst["worst_pu21"], s["pu21_psnr"] - baseline[i]["pu21_psnr"])
         if previews is not None and i < PREVIEWS:
             previews.append(preview_image(it["ldr"], pred, it["hdr"]))
-    return {k: float(np.mean(v)) for k, v in acc.items()}
+    out = {k: float(np.mean(v)) for k, v in acc.items()}
+    if baseline is not None and items:
+        out.update({k: float(v) for k, v in worst.items()})
+    return out
 
 
 class Logger:
@@ -680,9 +727,12 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                                  threshold=cfg.santos_threshold, tries=cfg.sampling_tries,
                                  pretrain=cfg.pretrain, mask_coverage=cfg.mask_coverage)
         val_items = validation_set(open_hdr(cfg.data, cfg.val_split), views=cfg.val_views,
-                                   size=cfg.val_size) if cfg.val_split else []
+                                   size=cfg.val_size, cases=cfg.val_cases) if cfg.val_split else []
     except (FileNotFoundError, OSError) as exc:  # a missing folder or an unreadable pack
         raise InputError(str(exc)) from None
+    except ValueError as exc:  # an unknown validation case
+        raise InputError(str(exc)) from None
+    val_base = baseline_scores(val_items)
 
     def d_lr(step: int) -> float:
         return lr_at(cfg, step) * ((cfg.d_lr / cfg.lr) if cfg.d_lr and cfg.lr else 1.0)
@@ -831,12 +881,12 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                               f"{elapsed / 60:.1f} min", file=sys.stderr, flush=True)
                 if val_items and (step % cfg.val_every == 0 or step == cfg.iterations):
                     previews: list = [] if logger.tb is not None else None
-                    metrics = validate(ema.shadow, val_items, dev, multiple, previews)
+                    metrics = validate(ema.shadow, val_items, dev, multiple, previews, val_base)
                     logger.log({"step": step, "val": metrics, "elapsed_s": round(elapsed, 1)})
                     logger.images(step, previews or [])
                     if progress:
                         print(f"  val {json.dumps({k: round(v, 3) for k, v in metrics.items()})}", file=sys.stderr, flush=True)
-                    sel = sum(metrics.get(k, -1e9) for k in cfg.select.split("+"))
+                    sel = select_score(cfg.select, metrics)
                     if sel > best:
                         best = sel
                         save_safetensors(ema.shadow, out / "best.safetensors",
