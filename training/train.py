@@ -693,8 +693,12 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
     if ckpt_path.exists() and not resume:
         raise InputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
+    counts: dict[str, int] = {}
+
     def write_config() -> None:
-        (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "loss_resolved": loss_name}, indent=2))
+        extra = {"data_counts": counts} if counts else {}
+        (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "loss_resolved": loss_name, **extra},
+                                                    indent=2))
 
     write_config()
 
@@ -733,6 +737,10 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
     except ValueError as exc:  # an unknown validation case
         raise InputError(str(exc)) from None
     val_base = baseline_scores(val_items)
+    # how many images each split held (the model card reports them)
+    counts.update(train=len(train_set.folder),
+                  val=len({it["name"].split("#", 1)[0] for it in val_items}))
+    write_config()
 
     def d_lr(step: int) -> float:
         return lr_at(cfg, step) * ((cfg.d_lr / cfg.lr) if cfg.d_lr and cfg.lr else 1.0)
