@@ -99,6 +99,9 @@ class TrainConfig:
     amp: bool = True  # CUDA only
     amp_dtype: str = "float16"  # "float16" (with a gradient scaler) or "bfloat16" (float32's range, no scaler)
     init_from: str | None = None  # safetensors weights to start from (fine-tuning)
+    # with init_from: load only the tensors whose name and shape match (a changed layer starts
+    # fresh, e.g. the resize-convolution decoder from deconvolution weights); False = strict
+    init_partial: bool = False
     select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics, "2*worst_mu")
     val_cases: tuple[str, ...] = ("views",)  # validation cases (training/val_cases.py)
     # Moriwaki et al. 2018 (§4): alternate discriminator and generator updates
@@ -477,6 +480,26 @@ def preview_image(ldr: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> np.ndar
     return np.concatenate([np.asarray(p, np.float32) for p in panels], axis=1)
 
 
+def load_partial(net: torch.nn.Module, path: str | os.PathLike) -> tuple[int, list[str]]:
+    """Load the tensors of a safetensors file whose names and shapes match ``net``'s (``init_partial``);
+    returns how many were loaded and the names of ``net``'s tensors that keep their initial values.
+    The layout of ``net`` is not adapted to the file (unlike :func:`loading.load_state`)."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise InputError(f"init_from: weights file not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt or truncated file
+        raise InputError(f"init_from: cannot read weights {path}: {exc}") from None
+    own = net.state_dict()
+    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not take:
+        raise InputError(f"init_from: no tensor of {path} matches the model (init_partial)")
+    net.load_state_dict(take, strict=False)
+    return len(take), sorted(k for k in own if k not in take)
+
+
 def select_score(select: str, metrics: dict[str, float]) -> float:
     """The validation score of ``"select"``: ``+``-joined metric names, each optionally weighted
     (``"psnr_mu+pu21_psnr+2*worst_mu"``); a missing metric counts -1e9."""
@@ -704,7 +727,13 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
 
     seed_everything(cfg.seed)
     net = build_network(cfg.model)
-    if cfg.init_from:
+    if cfg.init_from and cfg.init_partial:
+        loaded, fresh = load_partial(net, cfg.init_from)
+        if progress:
+            print(f"init_from {cfg.init_from}: {loaded} tensors loaded, {len(fresh)} start fresh"
+                  + (f" ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})" if fresh else ""),
+                  file=sys.stderr, flush=True)
+    elif cfg.init_from:
         from hdrlift.engine.models.loading import load_state
 
         load_state(net, cfg.init_from, cfg.model)

@@ -457,3 +457,29 @@ def test_validation_preview_panels():
     np.testing.assert_allclose(img[:, 10:20], img[:, 20:])
     worse = preview_image(ldr, ldr, ref)  # clipped prediction: its panel differs from the reference's
     assert np.abs(worse[:, 10:20] - worse[:, 20:]).max() > 0.01
+
+
+def test_init_partial_loads_matching_tensors_and_keeps_the_layout(tmp_path):
+    """init_partial: the resize-convolution decoder starts fresh from deconvolution weights, every
+    other tensor is loaded; the network keeps its own layout."""
+    from safetensors.torch import save_file
+
+    from hdrlift.engine.models.hdrcnn import HDRCNN
+
+    torch.manual_seed(0)
+    old = HDRCNN(width=0.25, upsample="deconv")
+    with torch.no_grad():
+        for p in old.parameters():
+            p.add_(0.01)
+    save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(tmp_path / "old.safetensors"))
+    net = T.build_network("hdrcnn-lite")
+    fresh_up = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("up.")}
+    n, fresh = T.load_partial(net, tmp_path / "old.safetensors")
+    assert net.upsample == "resize" and fresh == sorted(fresh_up)
+    assert n == len(old.state_dict()) - sum(1 for k in old.state_dict() if k.startswith("up."))
+    sd = net.state_dict()
+    assert torch.equal(sd["encoder.0.0.conv.weight"], old.state_dict()["encoder.0.0.conv.weight"])
+    assert all(torch.equal(sd[k], v) for k, v in fresh_up.items())
+    with pytest.raises(InputError, match="no tensor"):
+        save_file({"x": torch.zeros(2)}, str(tmp_path / "none.safetensors"))
+        T.load_partial(net, tmp_path / "none.safetensors")
