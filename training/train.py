@@ -273,7 +273,7 @@ NO_VGG_FALLBACK = {"santos": "santos_rec", "moriwaki_hybrid": "moriwaki_rec_gan"
 VGG_LOSSES = ("santos", "moriwaki_rec_vgg", "moriwaki_hybrid", "singlehdr_p", "singlehdr_hal_p")
 #: losses that need the discriminator ("gan": true)
 GAN_LOSSES = ("moriwaki_hybrid", "moriwaki_rec_gan")
-BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "clipped_log_l1", "psnr")
+BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "clipped_log_l1", "clipped_log_l2", "psnr")
 
 
 def _singlehdr_code(hdr: torch.Tensor) -> torch.Tensor:
@@ -386,10 +386,10 @@ def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.
         from hdrlift.training.objectives import psnr_objective
 
         return psnr_objective(net(ldr), hdr)
-    if loss == "clipped_log_l1":
-        from hdrlift.training.objectives import clipped_log_l1
+    if loss in ("clipped_log_l1", "clipped_log_l2"):
+        from hdrlift.training import objectives
 
-        return clipped_log_l1(net(ldr), hdr, ldr)
+        return getattr(objectives, loss)(net(ldr), hdr, ldr)
     fn = TRAINER_RECIPES.get(loss) or L.RECIPES.get(loss)
     if fn is not None:
         return fn(net, ldr, hdr)

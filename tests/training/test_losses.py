@@ -239,3 +239,7 @@ def test_clipped_log_l1_weighs_images_not_pixels():
     assert float(clipped_log_l1(pred[:1], target[:1], ldr[:1])) == pytest.approx(d, rel=1e-5)
     # the well-exposed channels do not count, whatever their error; no clipped channel: 0
     assert float(clipped_log_l1(pred * 0 + 0.3, target, ldr * 0 + 0.5)) == 0.0
+    # the L2 variant (Eilertsen Eq. 19's square, per image)
+    from hdrlift.training.objectives import clipped_log_l2
+
+    assert float(clipped_log_l2(pred, target, ldr)) == pytest.approx(d * d, rel=1e-5)

@@ -299,7 +299,7 @@ RECIPE_CASES = {  # loss -> (model, patch side)
     "singlehdr_deq": ("singlehdr", 32), "singlehdr_lin": ("singlehdr", 32),
     "singlehdr_hal": ("singlehdr", 32), "singlehdr_hal_p": ("singlehdr", 32),
     "eilertsen_ir": ("hdrcnn-lite", 32), "log_l1": ("expandnet", 32), "psnr": ("hdrcnn-lite", 32),
-    "clipped_log_l1": ("hdrcnn-lite", 32),
+    "clipped_log_l1": ("hdrcnn-lite", 32), "clipped_log_l2": ("hdrcnn-lite", 32),
 }
 
 
