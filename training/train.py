@@ -59,7 +59,7 @@ from hdrlift.engine.entrypoint import run_cli
 from hdrlift.engine.errors import HdrliftError, InputError
 from hdrlift.training import losses as L
 
-SAMPLINGS = ("random", "santos")
+SAMPLINGS = ("random", "santos", "highlights")
 PRETRAINS = (None, "inpainting")
 CURVES = ("srgb", "gamma", "random")
 
@@ -108,9 +108,9 @@ class TrainConfig:
     gan: bool = False
     d_lr: float | None = None  # discriminator learning rate; None = the generator's schedule
     # Santos et al. 2020: patch sampling (§3.4, Algorithm 1) and inpainting pre-training (§3.3)
-    patch_sampling: str = "random"  # "random" or "santos"
+    patch_sampling: str = "random"  # "random", "santos" or "highlights"
     santos_threshold: float = 0.85  # Algorithm 1 / §3.4 threshold of a textured patch
-    sampling_tries: int = 8  # candidates per sample with "santos" sampling
+    sampling_tries: int = 8  # candidates per sample with "santos" (and half the samples with "highlights") sampling
     pretrain: str | None = None  # None or "inpainting"
     mask_coverage: tuple[float, float] = (0.01, 0.6)  # fraction of each patch hidden when pretraining
     # staged recipes: partial configs run one after another, each from the previous stage's weights
