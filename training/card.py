@@ -10,12 +10,20 @@ operators. The card is regenerated, never edited by hand, so it cannot drift fro
 
 A run made by ``training/gpu_session.sh`` holds ``env.json`` (the GPU, torch, the data pack): the
 card then names that hardware and the packed data instead of this project's CPU machine.
+
+    python -m hdrlift.training.card --model expandnet --refresh --eval docs/eval/val.json --eval-cmd "..."
+
+``--refresh`` rewrites the card of weights already shipped whose run folders are gone: the "How
+they were made" section is kept as it was written (it is history), the validation and the limits
+are regenerated from the new evaluation; the weights must still be the ones the card names
+(its sha256), and are not touched.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import pathlib
 import platform
@@ -67,15 +75,12 @@ def _where(env: dict | None) -> str:
     return f"GPU ({env.get('gpu') or '?'})" if env else "CPU (2 cores)"
 
 
-# what each network does to well-exposed pixels (the card's "Intended use and limits")
-_KEEPS = {
-    "hdrcnn-lite": ("Well-exposed pixels are returned exactly as the inverse sRGB curve (HDR-CNN Eq. 16, alpha = 0);",
-                    "  only pixels above code value 0.95 are changed."),
-    "expandnet": ("ExpandNet predicts every pixel (no blending with the input): well-exposed pixels come",
-                  "  close to, not exactly at, the inverse sRGB curve."),
-    "hdrunet": ("HDRUNet predicts every pixel through its weighting network (Eq. 2): well-exposed pixels",
-                "  change little but are not kept exactly."),
-}
+# what each network does to well-exposed pixels (the card's "Intended use and limits"): since the
+# shared output stage (engine/models/masks.py, keep_unclipped) the same for every network
+_KEEPS_ALL = ("Channel by channel, a channel that was not clipped (code value below the output stage's ramp,",
+              "  0.95 or 0.96) is returned exactly as the inverse sRGB curve, a zero channel stays 0; only",
+              "  clipped channels are expanded, never below their own linearised value (`masks.keep_unclipped`).")
+_RAMP = {"santos": 0.96, "expandnet": 0.96}
 
 
 def _hardware_lines(envs: list[dict | None]) -> list[str]:
@@ -96,10 +101,18 @@ def _hardware_lines(envs: list[dict | None]) -> list[str]:
             f"  torch {env.get('torch', '?')}, {env.get('machine', '?')}; `training/gpu_session.sh`."]
 
 
+def _train_count(cfgs: list[dict]) -> str:
+    """How many ``train`` images the runs saw: the count the trainer recorded (``data_counts``),
+    else ``"the"`` (runs made before it recorded one)."""
+    counts = {int(c["data_counts"]["train"]) for c in cfgs if isinstance(c.get("data_counts"), dict)}
+    return str(max(counts)) if counts else "the"
+
+
 def _data_lines(env: dict | None, cfgs: list[dict]) -> list[str]:
     pack = (env or {}).get("pack") or {}
     packed = [str(c.get("data") or "").endswith(".npz") for c in cfgs]
-    head = "* **Data**: the 40 `train` panoramas of `../shared/data/hdri` (CC0, Poly Haven, 1024x512),"
+    head = (f"* **Data**: {_train_count(cfgs)} `train` panoramas of `../shared/data/hdri` (CC0, listed with their "
+            "sources in its `MANIFEST.csv`),")
     if all(packed):
         return [head, f"  downsized to {pack.get('size', '?')} px wide (area average, float16) by `training/pack_data.py`,"]
     if any(packed):
@@ -107,31 +120,98 @@ def _data_lines(env: dict | None, cfgs: list[dict]) -> list[str]:
     return [head]
 
 
-def _table(ev: dict, metrics=("psnr_mu", "pu21_psnr", "psnr_l", "clipped_stops")) -> str:
-    rows = ev["overall"] if "overall" in ev else ev
+CARD_METRICS = ("psnr_mu", "pu21_psnr", "worst_mu", "worst_pu21", "psnr_l", "clipped_stops")
+
+
+def _table(rows: dict, metrics=CARD_METRICS, model: str | None = None) -> str:
+    metrics = tuple(m for m in metrics if any(m in v for v in rows.values()))
     head = "| model | " + " | ".join(metrics) + " |"
     sep = "|---|" + "---:|" * len(metrics)
     lines = [head, sep]
     for name, vals in rows.items():
-        lines.append(f"| `{name}` | " + " | ".join(f"{vals.get(m, float('nan')):.3f}" for m in metrics) + " |")
+        label = f"**`{name}`**" if name == model else f"`{name}`"
+        lines.append(f"| {label} | " + " | ".join(f"{vals.get(m, float('nan')):.3f}" for m in metrics) + " |")
     return "\n".join(lines)
 
 
-def _verdict(model: str, ev: dict, metrics=(("psnr_mu", 1), ("pu21_psnr", 1), ("clipped_stops", -1))) -> list[str]:
-    """One line per metric: this model against the best classical operator in the table."""
+def _kind(name: str) -> str:
     from hdrlift.engine.models import get_info
 
-    rows = ev["overall"] if "overall" in ev else ev
-    classical = [n for n in rows if n != model and get_info(n).kind == "classical"]
+    return get_info(name.split("@", 1)[0]).kind
+
+
+def _verdict(model: str, rows: dict, metrics=(("psnr_mu", 1), ("pu21_psnr", 1), ("clipped_stops", -1))) -> list[str]:
+    """One line per metric: this model against the best classical operator in the table."""
+    classical = [n for n in rows if n != model and _kind(n) == "classical"]
     if model not in rows or not classical:
         return []
-    out = ["Against the best classical operator of the table, per metric:", ""]
+    out = []
     for m, sign in metrics:
+        if m not in rows[model]:
+            continue
         best = max(classical, key=lambda n: sign * rows[n][m])
         diff = rows[model][m] - rows[best][m]
         verdict = "better" if sign * diff > 0 else "worse"
         out.append(f"* `{m}`: {verdict} than `{best}` by {abs(diff):.3f}")
-    return out + [""]
+    if "worst_mu" in rows[model]:
+        w = rows[model]["worst_mu"]
+        out.append(f"* on its worst image, PSNR-mu {'above' if w >= 0 else 'below'} `inverse-crf` by {abs(w):.3f}"
+                   + (" (the bar: never more than 0.5 below)" if w < -0.5 else ""))
+    return out
+
+
+def _validation_lines(model: str, ev: dict, eval_cmd: str | None) -> list[str]:
+    proto = ev.get("protocol", {})
+    lines = ["## Validation (val split) next to the classical operators", ""]
+    if eval_cmd:
+        lines += ["```sh", eval_cmd, "```", ""]
+    if proto:
+        n_views = proto.get("views") or 1
+        lines += [f"The val split as it is now: {int(proto.get('images', 0)) // n_views} panoramas x {n_views} views of "
+                  f"{proto.get('size', '?')} px, each exposed so that "
+                  + " and ".join(f"{c * 100:g} %" for c in proto.get("clip_fractions", [])) + " of its pixels clip.", ""]
+    lines += ["### All clip fractions", "", _table(ev["overall"], model=model), ""]
+    for clip, rows in (ev.get("by_clip") or {}).items():
+        lines += [f"### {float(clip) * 100:g} % of pixels clipped", "", _table(rows, model=model), ""]
+    lines += ["PSNR values in dB (higher is better); `worst_mu` / `worst_pu21`: the lowest, over the val images, of",
+              "PSNR-mu / PU21-PSNR minus `inverse-crf`'s on the same image; `clipped_stops` is the mean |log2|",
+              "luminance error inside the clipped region (lower is better). Definitions: `docs/training.md`.", ""]
+    for clip, rows in (ev.get("by_clip") or {"all": ev["overall"]}).items():
+        v = _verdict(model, rows)
+        if v:
+            title = "all clip fractions" if clip == "all" else f"{float(clip) * 100:g} % clipped"
+            lines += [f"Against the best classical operator of the table, {title}:", "", *v, ""]
+    cases = ev.get("cases") or {}
+    extra = [c for c in cases if c != "views"]
+    if extra and model in cases[extra[0]]["overall"]:
+        lines += ["### Saturated coloured highlights and small speculars (`training/val_cases.py`)", "",
+                  "| case | clip | " + " | ".join(f"`{n}` {m}" for n in (model, "inverse-crf") for m in ("psnr_mu", "pu21_psnr"))
+                  + f" | `{model}` worst_mu |", "|---|---|" + "---:|" * 5]
+        for c in extra:
+            for clip, rows in cases[c]["by_clip"].items():
+                if model not in rows or "inverse-crf" not in rows:
+                    continue
+                a, b = rows[model], rows["inverse-crf"]
+                lines.append(f"| {c} | {float(clip) * 100:g} % | {a['psnr_mu']:.3f} | {a['pu21_psnr']:.3f} | "
+                             f"{b['psnr_mu']:.3f} | {b['pu21_psnr']:.3f} | {a.get('worst_mu', float('nan')):.3f} |")
+        lines.append("")
+    demo = (ev.get("demo_clip") or {}).get("models", {})
+    if model in demo:
+        d = demo[model]
+        lines += ["### The demo clip against its truth", "",
+                  f"`hdrlift-make-sample --truth` (640x360), frames {ev['demo_clip']['protocol']['frames']}, the pixels "
+                  "clipped in the input: median output / truth luminance **" + f"{d['ratio_median']:.3f}**"
+                  + (f" (`inverse-crf`: {demo['inverse-crf']['ratio_median']:.3f})" if "inverse-crf" in demo else "")
+                  + f"; median output {d['out_median']:.2f} against {d['truth_median']:.2f} in the truth, 99th percentile "
+                  f"{d['out_p99']:.1f} against {d['truth_p99']:.1f}.", ""]
+    return lines
+
+
+def _limits_lines(model: str, trained: list[str]) -> list[str]:
+    keeps = [_KEEPS_ALL[0], _KEEPS_ALL[1].replace("0.95 or 0.96", f"{_RAMP.get(model, 0.95):g}"), _KEEPS_ALL[2]]
+    return ["## Intended use and limits", "",
+            "* Input: SDR code values (sRGB/BT.1886 after OCIO), 8-10 bit, clipped highlights.",
+            "* " + keeps[0], *keeps[1:], *trained, ""]
 
 
 def _minutes(stages: list[dict], envs: list[dict | None]) -> str:
@@ -159,8 +239,8 @@ def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: 
         *_data_lines(env, [st["config"] for st in stages]),
         "  random perspective views (yaw, pitch -20..35 degrees, 50-90 degree field of view), flips,",
         "  rotations, channel swaps, median-luminance normalisation; LDR input from `training/camera.py`:",
-        "  exposure so that 1-12 % of pixels clip, sRGB curve, 8-bit quantisation.",
-        "* **Validation**: the 6 `val` panoramas, never trained on.",
+        f"  exposure so that {_clip_text(stages)} of pixels clip, sRGB curve, 8-bit quantisation.",
+        f"* **Validation**: {_val_count(stages)} `val` panoramas, never trained on (they pick the checkpoint).",
         "",
         "| stage | run | where | loss | iterations run (planned) | weights taken at | patch x batch | lr | wall time (min) |",
         "|---|---|---|---|---:|---:|---|---:|---:|",
@@ -178,30 +258,62 @@ def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: 
     lines += ["", "Configs: each run folder's `config.json` (" + ", ".join(f"`{pathlib.Path(st['run']).name}`" for st in stages)
               + "); the recipes they were made from are in `training/configs/`.", ""]
     if ev is not None:
-        lines += ["## Validation (val split) next to the classical operators", ""]
-        if eval_cmd:
-            lines += ["```sh", eval_cmd, "```", ""]
-        lines += [_table(ev), "",
-                  "PSNR values in dB (higher is better); `clipped_stops` is the mean |log2| luminance error",
-                  "inside the clipped region (lower is better). Definitions: `docs/training.md`.", ""]
-        lines += _verdict(model, ev)
-    lines += ["## Intended use and limits", "",
-              "* Input: SDR code values (sRGB/BT.1886 after OCIO), 8-10 bit, clipped highlights.",
-              *(("* " + _KEEPS[model][0], _KEEPS[model][1]) if model in _KEEPS else ()),
-              "* Trained on 40 panoramas for " + _minutes(stages, envs) + ", far less than the paper's",
-              "  schedule: judge it by the table above, not by the paper's figures.",
-              ""]
+        lines += _validation_lines(model, ev, eval_cmd)
+    n = _train_count([st["config"] for st in stages])
+    lines += _limits_lines(model, [f"* Trained on {n} panoramas for " + _minutes(stages, envs) + ", far less than the paper's",
+                                   "  schedule: judge it by the tables above, not by the paper's figures."])
     return "\n".join(lines)
+
+
+def _clip_text(stages: list[dict]) -> str:
+    ranges = {tuple(st["config"].get("clip_range") or (0.01, 0.12)) for st in stages}
+    lo = min(r[0] for r in ranges)
+    hi = max(r[1] for r in ranges)
+    return f"{lo * 100:g}-{hi * 100:g} %"
+
+
+def _val_count(stages: list[dict]) -> str:
+    counts = {int(st["config"]["data_counts"]["val"]) for st in stages
+              if isinstance(st["config"].get("data_counts"), dict) and st["config"]["data_counts"].get("val")}
+    return str(max(counts)) if counts else "the"
+
+
+def refresh_card(model: str, old: str, ev: dict, eval_cmd: str | None, weights: pathlib.Path) -> str:
+    """The card ``old`` with its validation and limits regenerated from ``ev`` (module docstring,
+    ``--refresh``). ``ValueError`` when ``old`` does not describe ``weights``."""
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    if f"sha256 `{digest[:16]}" not in old:
+        raise ValueError(f"the card of {model} does not describe {weights.name} (sha256 {digest[:16]}...)")
+    head, sep, _ = old.partition("## Validation")
+    if not sep:
+        head = old.partition("## Intended use and limits")[0]
+    trained = []
+    tail = old.partition("## Intended use and limits")[2].splitlines()
+    for i, line in enumerate(tail):  # the "Trained on ..." bullet and its continuation lines
+        if line.startswith("* Trained on"):
+            trained.append(line)
+            trained += [ln for ln in itertools.takewhile(lambda t: t.startswith("  "), tail[i + 1:])]
+    head = head.rstrip() + "\n\n"
+    note = ["(The validation line above is the split these weights were trained against; the tables below are on",
+            "the val split as it is now.)", ""]
+    return head + "\n".join(note + _validation_lines(model, ev, eval_cmd) + _limits_lines(model, trained))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", required=True)
-    ap.add_argument("--run", required=True, help="the run whose best.safetensors ships")
+    ap.add_argument("--run", help="the run whose best.safetensors ships")
+    ap.add_argument("--refresh", action="store_true",
+                    help="regenerate the validation of a shipped card (no run needed; the weights stay)")
     ap.add_argument("--stage", action="append", default=[], help="earlier stages (in order) of the recipe")
     ap.add_argument("--eval", help="hdrlift-eval --json output to put in the card")
     ap.add_argument("--eval-cmd", help="the command that produced --eval")
     args = ap.parse_args(argv)
+    if args.refresh:
+        return _refresh(args)
+    if not args.run:
+        print("card: error: --run is required (or --refresh)", file=sys.stderr)
+        return 2
     run = pathlib.Path(args.run)
     src = run / "best.safetensors"
     if not src.is_file():
@@ -222,6 +334,26 @@ def main(argv: list[str] | None = None) -> int:
     text = write_card(args.model, stages, ev, args.eval_cmd, dst)
     atomic_write_text(WEIGHTS_DIR / f"{args.model}.md", text)
     print(f"wrote {dst} and {dst.with_suffix('.md')}")
+    return 0
+
+
+def _refresh(args: argparse.Namespace) -> int:
+    weights = WEIGHTS_DIR / f"{args.model}.safetensors"
+    card_path = WEIGHTS_DIR / f"{args.model}.md"
+    missing = [str(p) for p in (weights, card_path) if not p.is_file()]
+    if not args.eval or not pathlib.Path(args.eval).is_file():
+        missing.append(args.eval or "--eval")
+    if missing:
+        print(f"card: error: not found: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    ev = json.loads(pathlib.Path(args.eval).read_text())
+    try:
+        text = refresh_card(args.model, card_path.read_text(), ev, args.eval_cmd, weights)
+    except ValueError as exc:
+        print(f"card: error: {exc}", file=sys.stderr)
+        return 2
+    atomic_write_text(card_path, text)
+    print(f"rewrote {card_path}")
     return 0
 
 

@@ -234,12 +234,19 @@ class PatchDataset:
     §3.4, Algorithm 1: up to ``tries`` views are drawn and the first whose patch metric reaches
     ``threshold``, else the most textured, is used; :func:`hdrlift.training.santos_data.select_patch`).
 
+    ``sampling="highlights"`` (ours): half of the samples are drawn as with ``"random"``; for the
+    other half ``tries`` views are drawn and the one whose clipped channels lie furthest above
+    display white in the reference (mean log2, :func:`highlight_headroom`) is used. In the panoramas
+    most clipped pixels are barely above white (a bright sky, a lit wall: 60 % below 1.5x white at
+    1-12 % clipped) and suns, lamps and speculars are rare, so the network sees few of the highlights
+    whose level it should learn to recover (docs/training.md, "Highlight magnitude").
+
     ``pretrain="inpainting"`` (Santos §3.3): holes of random streaks and blobs covering a fraction
     drawn uniformly from ``mask_coverage`` are set to display white in ``ldr``, and the target is
     the clipped linear scene ``min(H, 1)`` (:mod:`hdrlift.training.santos_data`).
     """
 
-    SAMPLINGS = ("random", "santos")
+    SAMPLINGS = ("random", "santos", "highlights")
     PRETRAINS = (None, "inpainting")
 
     def __init__(self, folder: HdrFolder, size: int = 128, seed: int = 0, clip_range=(0.01, 0.12),
@@ -284,6 +291,9 @@ class PatchDataset:
 
         if self.sampling == "santos":
             ldr, ref, _ = sd.select_patch(self.draw, self.tries, self.threshold)
+        elif self.sampling == "highlights" and self.rng.random() < 0.5:
+            cands = [self.draw() for _ in range(max(1, self.tries))]
+            ldr, ref = max(cands, key=lambda c: highlight_headroom(*c))
         else:
             ldr, ref = self.draw()
         if self.pretrain == "inpainting":
@@ -300,6 +310,15 @@ class PatchDataset:
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         while True:
             yield self.sample()
+
+
+def highlight_headroom(ldr: np.ndarray, ref: np.ndarray, clipped: float = 0.99) -> float:
+    """Mean ``log2`` of the reference over the channels clipped in ``ldr`` (0 with none): how far
+    above display white the highlights of a training sample lie."""
+    m = ldr >= clipped
+    if not m.any():
+        return 0.0
+    return float(np.mean(np.log2(np.maximum(ref[m], 1e-6))))
 
 
 class _SeededBatches:
@@ -359,21 +378,36 @@ class ParallelPatches:
 
 
 def validation_set(folder: HdrFolder, clip_fractions=(0.03, 0.10), views: int = 4, size: int = 256,
-                   seed: int = 1234) -> list[dict]:
+                   seed: int = 1234, cases=("views",)) -> list[dict]:
     """A fixed, deterministic evaluation set: ``views`` perspective views per image, each
-    exposed at every clip fraction with the sRGB camera (8 bits, no noise)."""
+    exposed at every clip fraction with the sRGB camera (8 bits, no noise).
+
+    ``cases`` (:mod:`hdrlift.training.val_cases`): ``"views"`` are the views themselves;
+    ``"saturated"`` and ``"specular"`` the same views with saturated coloured highlights or small
+    bright glints, each drawn from its own generator (``seed``, image, view, case), so adding a case
+    leaves the others' items unchanged. Each item: ``name`` (``file#view`` plus the case's suffix),
+    ``case``, ``clip_fraction``, ``ldr``, ``hdr``."""
+    from hdrlift.training import val_cases
+
+    unknown = [c for c in cases if c not in val_cases.CASES]
+    if unknown:
+        raise ValueError(f"unknown validation case {unknown[0]!r}; valid: {', '.join(val_cases.CASES)}")
     rng = np.random.default_rng(seed)
     items = []
     for i, name in enumerate(folder.names()):
         img = folder[i]
         for v in range(views):
             view = normalise_median(random_view(img, rng, size))
-            for frac in clip_fractions:
-                ldr, ref, _ = cam.Camera(clip_fraction=frac)(view, rng)
-                items.append({"name": f"{name}#{v}", "clip_fraction": frac, "ldr": ldr, "hdr": ref})
+            for case in cases:
+                crng = np.random.default_rng([seed, i, v, val_cases.CASES.index(case)])
+                hdr, suffix = val_cases.variant(case, view, crng)
+                for frac in clip_fractions:
+                    ldr, ref, _ = cam.Camera(clip_fraction=frac)(hdr, rng)
+                    items.append({"name": f"{name}#{v}{suffix}", "case": case, "clip_fraction": frac,
+                                  "ldr": ldr, "hdr": ref})
     return items
 
 
-__all__ = ["HdrFolder", "HdrPack", "open_hdr", "ParallelPatches", "PatchDataset", "perspective_crop",
+__all__ = ["HdrFolder", "HdrPack", "open_hdr", "ParallelPatches", "PatchDataset", "perspective_crop", "highlight_headroom",
            "random_view", "augment", "read_hdr",
            "normalise_median", "validation_set", "default_data_root"]

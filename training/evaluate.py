@@ -25,6 +25,27 @@ Protocol (one fixed, seeded set for every model, so rows are comparable):
 
 Scores are averaged over images per clip fraction and over everything ("overall"). Output: a
 markdown table on stdout (and ``--markdown FILE``), all numbers as JSON with ``--json FILE``.
+
+What the averages hide (``docs/models.md``, "What the val split now catches"):
+
+5. **worst case against doing nothing** — ``worst_mu`` / ``worst_pu21``: the smallest, over the
+   images of a table, of the model's PSNR-mu (PU21-PSNR) minus the plain inverse camera curve's on
+   the same image (``inverse-crf`` is always run for it). A default must never fall far below
+   doing nothing on any image, whatever its mean; ``--worst-report N`` lists the N worst images.
+6. **cases** (``--cases``, :mod:`hdrlift.training.val_cases`): besides the plain ``views``, the same
+   views with ``saturated`` coloured highlights (one channel clips, others are zero) and with small
+   ``specular`` glints, each in its own tables (the Reinhard and stack metrics only on ``views``).
+7. **the demo clip against its truth** (``--demo-frames``, on by default where PyAV is installed):
+   ``hdrlift-make-sample`` with ``--truth`` (640x360, 48 frames, exposed for the mid-tones: its sun,
+   lamps and windows clip), every model through the engine's pipeline as ``hdr-video`` runs it, on
+   evenly spaced frames; over the pixels clipped in the input (brightest code value >= 0.99): the
+   median of output / truth luminance (``ratio_median``, 1 = right on average, the inverse curve
+   reads about 0.2), the medians of output and truth, and their 99th percentiles (the sun's and
+   lamps' cores). No scale alignment: the clip's exposure puts both in the same units.
+
+A model may be given a label, ``--models hdrcnn-lite,hdrcnn-lite@v1 --weights
+hdrcnn-lite@v1=old.safetensors``: the row ``hdrcnn-lite@v1`` is the registered ``hdrcnn-lite``
+with those weights (old and new weights side by side).
 """
 
 from __future__ import annotations
@@ -44,10 +65,14 @@ from hdrlift.engine.entrypoint import run_cli
 from hdrlift.engine.errors import InputError, ModelError, OutputError
 from hdrlift.training import metrics as M
 
-HEADLINE = ("psnr_mu", "pu21_psnr", "psnr_l", "clipped_stops", "grid_stops", "cvvdp_jod", "reinhard_psnr",
-            "reinhard_ssim", "stack_psnr", "stack_ssim")
+HEADLINE = ("psnr_mu", "pu21_psnr", "worst_mu", "worst_pu21", "psnr_l", "clipped_stops", "grid_stops", "cvvdp_jod",
+            "reinhard_psnr", "reinhard_ssim", "stack_psnr", "stack_ssim")
 LOWER_IS_BETTER = {"clipped_stops", "grid_stops"}
 DECIMALS = {"grid_stops": 4}  # 3 otherwise
+BASELINE = "inverse-crf"  # what the worst-case columns compare with
+WORST = {"worst_mu": "psnr_mu", "worst_pu21": "pu21_psnr"}
+DEMO_SIZE = (640, 360)  # the clip of `make demo`
+DEMO_FRAMES = 48
 
 
 def _cvvdp_metric():
@@ -70,7 +95,7 @@ def _jod(metric, pred: np.ndarray, ref: np.ndarray) -> float:
 
 
 def build_items(folder: str | None, split: str | None, views: int, size: int, clips: tuple[float, ...],
-                seed: int) -> list[dict]:
+                seed: int, cases: tuple[str, ...] = ("views",)) -> list[dict]:
     from hdrlift.training.data import open_hdr, validation_set
 
     try:
@@ -79,7 +104,12 @@ def build_items(folder: str | None, split: str | None, views: int, size: int, cl
         raise InputError(str(exc)) from None
     except OSError as exc:
         raise InputError(str(exc)) from None
-    return validation_set(hf, clip_fractions=clips, views=views, size=size, seed=seed)
+    return validation_set(hf, clip_fractions=clips, views=views, size=size, seed=seed, cases=cases)
+
+
+def registered_name(label: str) -> str:
+    """The registry name of a row label (``hdrcnn-lite@v1`` -> ``hdrcnn-lite``)."""
+    return label.split("@", 1)[0]
 
 
 @torch.no_grad()
@@ -88,7 +118,7 @@ def run_model(name: str, items: list[dict], weights: str | None = None, device: 
     """Scores of model ``name`` on every item: one dict per item (name, clip_fraction, metrics)."""
     from hdrlift.engine.models.loading import load_model
 
-    model = load_model(name, device=device, weights=weights)
+    model = load_model(registered_name(name), device=device, weights=weights)
     if model.info.kind == "fusion":
         raise ModelError(f"model {name!r} merges exposure brackets; hdrlift-eval scores single-image models")
     rows = []
@@ -97,30 +127,143 @@ def run_model(name: str, items: list[dict], weights: str | None = None, device: 
         pred = model(x)[0].float().cpu().numpy().transpose(1, 2, 0)
         if not np.isfinite(pred).all():
             raise ModelError(f"model {name!r} produced non-finite values on {it['name']}")
-        if stack:
+        case = it.get("case", "views")
+        if stack and case == "views":
             s = M.full_score(pred, it["hdr"], it["ldr"])
         else:
             s = M.score(pred, it["hdr"], it["ldr"])
-        if cvvdp is not None:
+        if cvvdp is not None and case == "views":
             s["cvvdp_jod"] = _jod(cvvdp, pred * np.float32(s["scale"]), it["hdr"])
-        rows.append({"name": it["name"], "clip_fraction": it["clip_fraction"], **s})
+        rows.append({"name": it["name"], "case": case, "clip_fraction": it["clip_fraction"], **s})
     return rows
 
 
-def _mean(rows: list[dict]) -> dict[str, float]:
-    keys = [k for k in rows[0] if k not in ("name", "clip_fraction")]
+def _key(r: dict) -> tuple:
+    return r["name"], r["clip_fraction"]
+
+
+def demo_frames(count: int, total: int = DEMO_FRAMES) -> list[int]:
+    """``count`` evenly spaced frame numbers (1-based) of a ``total``-frame clip."""
+    count = max(1, min(int(count), total))
+    return sorted({1 + round(i * (total - 1) / max(1, count - 1)) for i in range(count)}) if count > 1 else [total // 2]
+
+
+def demo_clip(models: list[str], weights: dict[str, str], count: int, device: str = "cpu",
+              quiet: bool = True) -> dict:
+    """Each model on the demo clip against its truth (module docstring, item 7): the clip and its
+    scene-linear frames from :func:`hdrlift.engine.sample.write_sample` (what ``hdrlift-make-sample
+    --truth`` writes), decoded with the engine's ``VideoReader`` and reconstructed by the engine's
+    ``Pipeline`` (torch back end, fp32), as ``hdr-video`` does. Statistics over the pixels clipped in
+    the input, pooled over the frames."""
+    import tempfile
+
+    try:
+        from hdrlift.engine.io.exr import read_exr
+        from hdrlift.engine.io.video import VideoReader
+        from hdrlift.engine.pipeline import Pipeline, PipelineOptions
+        from hdrlift.engine.sample import write_sample
+    except ImportError as exc:
+        raise InputError(f"the demo-clip check needs PyAV, OpenImageIO and OpenColorIO ({exc}); "
+                         "pass --demo-frames 0 to skip it") from None
+    from hdrlift.engine.colour_maths import luminance
+
+    w, h = DEMO_SIZE
+    wanted = demo_frames(count)
+    with tempfile.TemporaryDirectory(prefix="hdrlift-demo-") as tmp:
+        clip = write_sample(pathlib.Path(tmp) / "sample.mp4", width=w, height=h, frames=DEMO_FRAMES, truth_dir=tmp)
+        with VideoReader(clip) as reader:
+            frames = {f.number: f.rgb for f in reader.frames() if f.number in wanted}
+        truth = {n: read_exr(pathlib.Path(tmp) / f"truth.{n:04d}.exr").pixels[..., :3] for n in wanted}
+    masks = {n: M.clipped_mask(frames[n]) for n in wanted}
+    # well exposed (every code value in 0.05..0.9): where any model must equal the truth (units check)
+    exposed = {n: (frames[n].max(-1) < 0.9) & (frames[n].min(-1) > 0.05) for n in wanted}
+    y_truth = np.concatenate([luminance(truth[n][masks[n]]) for n in wanted])
+    y_truth_exp = np.concatenate([luminance(truth[n][exposed[n]]) for n in wanted])
+    out: dict = {"protocol": {"size": f"{w}x{h}", "frames": ",".join(map(str, wanted)),
+                              "clipped_pixels": int(y_truth.size)}, "models": {}}
+    for name in models:
+        t = time.perf_counter()
+        pipe = Pipeline(PipelineOptions(model=registered_name(name), weights=weights.get(name), device=device,
+                                        backend="torch", precision="fp32"))
+        preds = {n: pipe.process(frames[n]).linear709 for n in wanted}
+        y_out = np.concatenate([luminance(preds[n][masks[n]]) for n in wanted])
+        y_out_exp = np.concatenate([luminance(preds[n][exposed[n]]) for n in wanted])
+        ratio = np.maximum(y_out, 0.0) / np.maximum(y_truth, 1e-6)
+        out["models"][name] = {"ratio_median": float(np.median(ratio)), "out_median": float(np.median(y_out)),
+                               "truth_median": float(np.median(y_truth)), "out_p99": float(np.percentile(y_out, 99)),
+                               "truth_p99": float(np.percentile(y_truth, 99)),
+                               "exposed_ratio_median": float(np.median(np.maximum(y_out_exp, 0.0)
+                                                                      / np.maximum(y_truth_exp, 1e-6)))}
+        if not quiet:
+            print(f"{name}: demo clip, {len(wanted)} frames in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return out
+
+
+def _mean(rows: list[dict], baseline: list[dict] | None = None) -> dict[str, float]:
+    """Mean of every metric over ``rows``; with ``baseline`` (the same images scored for
+    :data:`BASELINE`), the worst-case columns: min over the images of (row - baseline)."""
+    if not rows:
+        return {}
+    keys = [k for k in rows[0] if k not in ("name", "case", "clip_fraction")]
     out = {}
     for k in keys:
         vals = [r[k] for r in rows if isinstance(r.get(k), float) and math.isfinite(r[k])]
         out[k] = float(np.mean(vals)) if vals else float("nan")
+    if baseline is not None:
+        ref = {_key(r): r for r in baseline}
+        for col, metric in WORST.items():
+            diffs = [r[metric] - ref[_key(r)][metric] for r in rows
+                     if _key(r) in ref and math.isfinite(r[metric]) and math.isfinite(ref[_key(r)][metric])]
+            out[col] = float(min(diffs)) if diffs else float("nan")
     return out
 
 
-def summarise(per_model: dict[str, list[dict]], clips: tuple[float, ...]) -> dict:
-    overall = {m: _mean(rows) for m, rows in per_model.items()}
-    by_clip = {f"{c:g}": {m: _mean([r for r in rows if r["clip_fraction"] == c]) for m, rows in per_model.items()}
+def _tables(per_model: dict[str, list[dict]], baseline: list[dict] | None, clips: tuple[float, ...]) -> dict:
+    def base(sel):
+        return None if baseline is None else [r for r in baseline if sel(r)]
+
+    overall = {m: _mean(rows, base(lambda r: True)) for m, rows in per_model.items()}
+    by_clip = {f"{c:g}": {m: _mean([r for r in rows if r["clip_fraction"] == c], base(lambda r, c=c: r["clip_fraction"] == c))
+                          for m, rows in per_model.items()}
                for c in clips}
     return {"overall": overall, "by_clip": by_clip}
+
+
+def summarise(per_model: dict[str, list[dict]], clips: tuple[float, ...], baseline: list[dict] | None = None) -> dict:
+    """``overall`` and ``by_clip`` on the plain views (the table of the docs and cards), and
+    ``cases``: the same two for every case present (``views`` included)."""
+    cases = []
+    for rows in per_model.values():
+        for r in rows:
+            c = r.get("case", "views")
+            if c not in cases:
+                cases.append(c)
+
+    def pick(rows, case):
+        return [r for r in rows if r.get("case", "views") == case]
+
+    out = {"cases": {}}
+    for case in cases:
+        out["cases"][case] = _tables({m: pick(rows, case) for m, rows in per_model.items()},
+                                     None if baseline is None else pick(baseline, case), clips)
+    main = out["cases"].get("views") or next(iter(out["cases"].values()))
+    out["overall"], out["by_clip"] = main["overall"], main["by_clip"]
+    return out
+
+
+def worst_images(per_model: dict[str, list[dict]], baseline: list[dict], n: int) -> dict[str, list[dict]]:
+    """The ``n`` images where each model is furthest below :data:`BASELINE` on PSNR-mu."""
+    ref = {_key(r): r for r in baseline}
+    out = {}
+    for m, rows in per_model.items():
+        d = [{"name": r["name"], "clip_fraction": r["clip_fraction"],
+              "psnr_mu": r["psnr_mu"] - ref[_key(r)]["psnr_mu"], "pu21_psnr": r["pu21_psnr"] - ref[_key(r)]["pu21_psnr"]}
+             for r in rows if _key(r) in ref]
+        out[m] = sorted(d, key=lambda e: e["psnr_mu"])[:n]
+    return out
+
+
+CASE_TITLES = {"views": "", "saturated": "Saturated coloured highlights: ", "specular": "Small specular highlights: "}
 
 
 def markdown(summary: dict, metrics=HEADLINE) -> str:
@@ -141,9 +284,38 @@ def markdown(summary: dict, metrics=HEADLINE) -> str:
             out.append(f"| `{name}` | " + " | ".join(cells) + " |")
         return out
 
-    lines = ["### All clip fractions", ""] + table(summary["overall"])
-    for c, rows in summary["by_clip"].items():
-        lines += ["", f"### {float(c) * 100:g} % of pixels clipped", ""] + table(rows)
+    lines: list[str] = []
+    cases = summary.get("cases") or {"views": {"overall": summary["overall"], "by_clip": summary["by_clip"]}}
+    for case, tabs in cases.items():
+        title = CASE_TITLES.get(case, f"{case}: ")
+        if lines:
+            lines.append("")
+        lines += [f"### {title}all clip fractions", ""] + table(tabs["overall"])
+        for c, rows in tabs["by_clip"].items():
+            lines += ["", f"### {title}{float(c) * 100:g} % of pixels clipped", ""] + table(rows)
+    if any(k in metrics for k in WORST):
+        lines += ["", f"`worst_mu` / `worst_pu21`: the lowest, over the images of the table, of the model's PSNR-mu / "
+                      f"PU21-PSNR minus `{BASELINE}`'s on the same image (dB; negative = below doing nothing there)."]
+    demo = summary.get("demo_clip")
+    if demo:
+        p = demo.get("protocol", {})
+        lines += ["", f"### Demo clip against its truth (hdrlift-make-sample --truth, {p.get('size', '?')}, "
+                      f"frames {p.get('frames', '?')}): clipped pixels", "",
+                  f"{p.get('clipped_pixels', '?')} pixels clipped in the input (brightest code value >= 0.99); "
+                  "luminance, no scale alignment.", "",
+                  "| model | median output / truth | median output | median truth | 99th pct output | 99th pct truth "
+                  "| well-exposed px: median output / truth |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, d in demo["models"].items():
+            lines.append(f"| `{name}` | **{d['ratio_median']:.3f}** | {d['out_median']:.2f} | {d['truth_median']:.2f} | "
+                         f"{d['out_p99']:.1f} | {d['truth_p99']:.1f} | {d['exposed_ratio_median']:.3f} |")
+    worst = summary.get("worst_images")
+    if worst:
+        lines += ["", f"### The worst images against `{BASELINE}` (PSNR-mu, PU21 difference in dB)", ""]
+        for name, rows in worst.items():
+            cells = ", ".join(f"{r['name']} @ {r['clip_fraction'] * 100:g} %: {r['psnr_mu']:+.2f} / {r['pu21_psnr']:+.2f}"
+                              for r in rows)
+            lines.append(f"* `{name}`: {cells}")
     return "\n".join(lines) + "\n"
 
 
@@ -167,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-stack", action="store_true", help="skip the Reinhard and exposure-stack metrics")
     ap.add_argument("--cvvdp", action="store_true", help="also ColorVideoVDP JOD (needs the cvvdp package)")
+    ap.add_argument("--cases", default="views,saturated,specular",
+                    help="validation cases (default views,saturated,specular; see training/val_cases.py)")
+    ap.add_argument("--demo-frames", type=int, default=12, metavar="N",
+                    help="score the demo clip against its truth on N evenly spaced frames of 48 (default 12; "
+                         "0 = skip; needs PyAV)")
+    ap.add_argument("--worst-report", type=int, default=3, metavar="N",
+                    help="list the N images furthest below inverse-crf per model (default 3)")
     ap.add_argument("--json", type=pathlib.Path, help="write every number (overall, per clip, per image)")
     ap.add_argument("--markdown", type=pathlib.Path, help="write the tables")
     ap.add_argument("--video", action="append", default=[], metavar="CLIP",
@@ -200,23 +379,42 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise InputError(f"--clip takes comma-separated fractions, got {args.clip!r}") from None
     if not all(0.0 < c < 1.0 for c in clips) or args.views < 1 or args.size < 16:
         raise InputError("--clip fractions must lie in (0, 1), --views >= 1 and --size >= 16")
+    from hdrlift.training.val_cases import CASES
+
+    cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+    if not cases or any(c not in CASES for c in cases):
+        raise InputError(f"--cases takes a comma-separated subset of {','.join(CASES)}, got {args.cases!r}")
+    if args.demo_frames < 0:
+        raise InputError("--demo-frames must be >= 0")
     cvvdp = None
     if args.cvvdp:
         cvvdp = _cvvdp_metric()
     split = None if args.split == "all" else args.split
     t0 = time.perf_counter()
-    items = build_items(args.folder, split, args.views, args.size, clips, args.seed)
+    items = build_items(args.folder, split, args.views, args.size, clips, args.seed, cases)
     per_model = {}
+    baseline = None
     for m in models:
         t = time.perf_counter()
         per_model[m] = run_model(m, items, weights.get(m), args.device, cvvdp, stack=not args.no_stack)
+        if m == BASELINE:
+            baseline = per_model[m]
         if not args.quiet:
             print(f"{m}: {len(items)} images in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    summary = summarise(per_model, clips)
+    if baseline is None:  # the worst-case columns need it, shown or not
+        baseline = run_model(BASELINE, items, None, args.device, None, stack=False)
+    summary = summarise(per_model, clips, baseline)
+    if args.worst_report > 0:
+        summary["worst_images"] = worst_images({m: r for m, r in per_model.items() if m != BASELINE},
+                                               baseline, args.worst_report)
+    if args.demo_frames:
+        summary["demo_clip"] = demo_clip(models, weights, args.demo_frames, args.device, args.quiet)
+    n_views = sum(1 for it in items if it["case"] == cases[0])
     summary["protocol"] = {"folder": str(args.folder or "default"), "split": args.split, "views": args.views,
                            "size": args.size, "clip_fractions": list(clips), "seed": args.seed,
-                           "images": len(items) // len(clips), "items": len(items),
-                           "cvvdp": bool(cvvdp), "seconds": round(time.perf_counter() - t0, 1)}
+                           "cases": list(cases), "images": n_views // len(clips), "items": len(items),
+                           "cvvdp": bool(cvvdp), "demo_frames": args.demo_frames,
+                           "seconds": round(time.perf_counter() - t0, 1)}
     summary["per_image"] = per_model
     text = markdown(summary)
     print(text)

@@ -267,7 +267,7 @@ def eval_summary(ev_path: pathlib.Path) -> dict:
     if not ev_path.is_file():
         return {}
     ev = json.loads(ev_path.read_text())
-    keys = ("psnr_mu", "pu21_psnr", "psnr_l", "clipped_stops", "stack_psnr")
+    keys = ("psnr_mu", "pu21_psnr", "worst_mu", "psnr_l", "clipped_stops", "stack_psnr")
     return {m: {k: round(v[k], 3) for k in keys if k in v} for m, v in ev.get("overall", {}).items()}
 
 
@@ -367,7 +367,8 @@ def train_model(model: str, minutes: float, pack: pathlib.Path, runs: pathlib.Pa
         if left > 30:
             ev_args = [sys.executable, "-m", "hdrlift.training.evaluate", str(pack), "--models", f"{model},inverse-crf",
                        "--weights", f"{model}={best}", "--device", device, "--json", str(run / "eval.json"),
-                       "--markdown", str(run / "eval.md"), "-q"]
+                       "--markdown", str(run / "eval.md"), "-q",
+                       "--demo-frames", "0"]  # the demo clip needs PyAV, which the GPU machine lacks
             if DRYRUN:
                 ev_args += ["--views", "1", "--size", "64"]
             t = time.monotonic()

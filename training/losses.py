@@ -6,7 +6,7 @@ network input (display code values in [0, 1]) where a loss needs the saturation 
 
 Eilertsen et al. 2017 (as summarised in Qiu's survey, §6.1):
 
-* :func:`eilertsen_log` — Eq. 19, ``1/3N sum |alpha_i (y_hat - log(H + eps))|^2``.
+* :func:`eilertsen_log` — Eq. 19, ``1/3N sum |alpha_ic (y_hat - log(H + eps))|^2`` (alpha per channel, as the blend).
 * :func:`eilertsen_ir` — Eq. 20-22, illuminance/reflectance split with a Gaussian
   (``sigma = 2``) low-pass of the log luminance (weights ``0.213, 0.715, 0.072``), ``lambda``
   weighting the illuminance term.
@@ -64,7 +64,7 @@ import torch.nn.functional as F
 
 from hdrlift.engine.colour_maths import linear_to_srgb, luminance, mu_law, srgb_to_linear
 from hdrlift.engine.models.filters import gaussian_kernel1d
-from hdrlift.engine.models.masks import highlight_alpha
+from hdrlift.engine.models.masks import channel_alpha, highlight_alpha
 
 EILERTSEN_W = (0.213, 0.715, 0.072)  # Eq. 20-21 luminance weights
 LOG_EPS = 1.0 / 255.0
@@ -72,8 +72,11 @@ LOG_EPS = 1.0 / 255.0
 
 def eilertsen_log(y_hat: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, tau: float = 0.95,
                   eps: float = LOG_EPS) -> torch.Tensor:
-    """Eq. 19: alpha-weighted squared error between the log prediction and ``log(H + eps)``."""
-    alpha = highlight_alpha(ldr, tau)
+    """Eq. 19: alpha-weighted squared error between the log prediction and ``log(H + eps)``.
+
+    ``alpha`` is per channel (:func:`masks.channel_alpha`), as the engine's blend is
+    (``HDRCNN.blend``): a channel that was not clipped is not predicted, so it is not weighed."""
+    alpha = channel_alpha(ldr, tau)
     d = alpha * (y_hat - torch.log(target.clamp(min=0.0) + eps))
     return (d * d).mean()
 

@@ -48,4 +48,37 @@ def psnr_objective(pred: torch.Tensor, target: torch.Tensor, log_l1: float = 0.1
     return (torch.log10(mse_mu + floor) + torch.log10(mse_pu + floor)).mean() + log_l1 * l1
 
 
-__all__ = ["psnr_objective", "pu21_encode_t", "mu_tonemap_t"]
+def clipped_log_l1(pred: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, tau: float = 0.95,
+                   eps: float = 1.0 / 255.0, power: float = 1.0) -> torch.Tensor:
+    """L1 of ``log(H + eps)`` over the clipped channels of each image, averaged per image first
+    (``sum_c alpha_c |log(pred + eps) - log(H + eps)| / sum_c alpha_c``), then over the batch.
+
+    With the per-channel output stage (``masks.keep_unclipped``) the unclipped channels are exact,
+    so a plain mean over all pixels (``log_l1``) is this loss weighted by each patch's clipped
+    fraction: a patch with 12 % of its pixels clipped, most of them barely above white (a bright
+    sky), weighs twelve times a patch whose 1 % are a lamp. Per image, every patch counts alike, as
+    in the evaluation's per-image means.
+
+    ``power=2`` (``clipped_log_l2``) squares the log error instead, as Eilertsen et al.'s Eq. 19
+    does: its minimiser is the conditional *mean* of the log HDR where L1's is the median, and in a
+    clipped region the log HDR is skewed towards the few very bright sources (suns, lamps), so L2
+    predicts brighter highlights than L1 (docs/training.md, "Highlight magnitude")."""
+    from hdrlift.engine.models.masks import channel_alpha
+
+    a = channel_alpha(ldr, tau)
+    d = (torch.log(pred.clamp(min=0.0) + eps) - torch.log(target.clamp(min=0.0) + eps)).abs()
+    if power != 1.0:
+        d = d ** power
+    n = pred.shape[0]
+    num = (a * d).reshape(n, -1).sum(1)
+    den = a.reshape(n, -1).sum(1)
+    return (num / den.clamp(min=1.0)).mean()
+
+
+def clipped_log_l2(pred: torch.Tensor, target: torch.Tensor, ldr: torch.Tensor, tau: float = 0.95,
+                   eps: float = 1.0 / 255.0) -> torch.Tensor:
+    """:func:`clipped_log_l1` with the squared log error (Eilertsen Eq. 19's L2, per image)."""
+    return clipped_log_l1(pred, target, ldr, tau, eps, power=2.0)
+
+
+__all__ = ["psnr_objective", "clipped_log_l1", "clipped_log_l2", "pu21_encode_t", "mu_tonemap_t"]

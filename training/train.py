@@ -59,7 +59,7 @@ from hdrlift.engine.entrypoint import run_cli
 from hdrlift.engine.errors import HdrliftError, InputError
 from hdrlift.training import losses as L
 
-SAMPLINGS = ("random", "santos")
+SAMPLINGS = ("random", "santos", "highlights")
 PRETRAINS = (None, "inpainting")
 CURVES = ("srgb", "gamma", "random")
 
@@ -99,14 +99,18 @@ class TrainConfig:
     amp: bool = True  # CUDA only
     amp_dtype: str = "float16"  # "float16" (with a gradient scaler) or "bfloat16" (float32's range, no scaler)
     init_from: str | None = None  # safetensors weights to start from (fine-tuning)
-    select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics)
+    # with init_from: load only the tensors whose name and shape match (a changed layer starts
+    # fresh, e.g. the resize-convolution decoder from deconvolution weights); False = strict
+    init_partial: bool = False
+    select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics, "2*worst_mu")
+    val_cases: tuple[str, ...] = ("views",)  # validation cases (training/val_cases.py)
     # Moriwaki et al. 2018 (§4): alternate discriminator and generator updates
     gan: bool = False
     d_lr: float | None = None  # discriminator learning rate; None = the generator's schedule
     # Santos et al. 2020: patch sampling (§3.4, Algorithm 1) and inpainting pre-training (§3.3)
-    patch_sampling: str = "random"  # "random" or "santos"
+    patch_sampling: str = "random"  # "random", "santos" or "highlights"
     santos_threshold: float = 0.85  # Algorithm 1 / §3.4 threshold of a textured patch
-    sampling_tries: int = 8  # candidates per sample with "santos" sampling
+    sampling_tries: int = 8  # candidates per sample with "santos" (and half the samples with "highlights") sampling
     pretrain: str | None = None  # None or "inpainting"
     mask_coverage: tuple[float, float] = (0.01, 0.6)  # fraction of each patch hidden when pretraining
     # staged recipes: partial configs run one after another, each from the previous stage's weights
@@ -125,7 +129,7 @@ class TrainConfig:
         if unknown:
             raise InputError(f"{where}: unknown keys {', '.join(unknown)}")
         raw.pop("comment", None)
-        for key in ("clip_range", "mask_coverage"):
+        for key in ("clip_range", "mask_coverage", "val_cases"):
             if key in raw and raw[key] is not None:
                 raw[key] = tuple(raw[key])
         cfg = cls(**raw)
@@ -162,6 +166,19 @@ class TrainConfig:
                              f"are required")
         if self.amp_dtype not in ("float16", "bfloat16"):
             raise InputError(f"{where}: amp_dtype must be \"float16\" or \"bfloat16\", got {self.amp_dtype!r}")
+        from hdrlift.training.val_cases import CASES
+
+        if not self.val_cases or any(c not in CASES for c in self.val_cases):
+            raise InputError(f"{where}: val_cases must be a non-empty list of {', '.join(CASES)}, "
+                             f"got {list(self.val_cases)}")
+        for term in self.select.split("+"):
+            w, _, name = term.strip().rpartition("*")
+            try:
+                float(w or 1.0)
+            except ValueError:
+                raise InputError(f"{where}: select terms are METRIC or WEIGHT*METRIC, got {term!r}") from None
+            if not name:
+                raise InputError(f"{where}: select has an empty term: {self.select!r}")
         if self.fit_time and not self.time_limit_min > 0:
             raise InputError(f"{where}: fit_time needs time_limit_min > 0")
         if self.stages is not None:
@@ -256,7 +273,7 @@ NO_VGG_FALLBACK = {"santos": "santos_rec", "moriwaki_hybrid": "moriwaki_rec_gan"
 VGG_LOSSES = ("santos", "moriwaki_rec_vgg", "moriwaki_hybrid", "singlehdr_p", "singlehdr_hal_p")
 #: losses that need the discriminator ("gan": true)
 GAN_LOSSES = ("moriwaki_hybrid", "moriwaki_rec_gan")
-BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "psnr")
+BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "clipped_log_l1", "clipped_log_l2", "psnr")
 
 
 def _singlehdr_code(hdr: torch.Tensor) -> torch.Tensor:
@@ -288,13 +305,14 @@ def _singlehdr_lin_stage(net, ldr, hdr):
 def _singlehdr_hal_stage(net, ldr, hdr, vgg=None):
     """SingleHDR Hallucination-Net alone on its ideal input ``I_c = clip(H, 0, 1)``:
     ``H_hat = I_c + alpha C(I_c)``, ``w_hal L_hal + w_p L_p + w_tv L_tv(log H_hat)`` (§7.1; Eq. 24 weights)."""
-    from hdrlift.engine.models.masks import highlight_alpha
+    from hdrlift.engine.models.masks import channel_alpha
 
     lin = hdr.clamp(0.0, 1.0)
     # C = ReLU(...) >= 0 as in SingleHDR.stages, written as clamp(min=0): the same values, but a
     # gradient of 1 at exactly 0. The Hallucination-Net's head starts at zero ("do-nothing"
     # start), where ReLU's gradient of 0 would leave the whole sub-network without any gradient.
-    pred = lin + highlight_alpha(lin, net.gamma) * net.hallucinate(lin).clamp(min=0.0)
+    # alpha per channel, as SingleHDR.stages (the survey's formula, no maximum over channels).
+    pred = lin + channel_alpha(lin, net.gamma) * net.hallucinate(lin).clamp(min=0.0)
     w = L.SINGLEHDR_WEIGHTS
     loss = w["hal"] * L.singlehdr_hal(pred, hdr) + w["tv"] * L.total_variation(L.log_image(pred))
     if vgg is not None:
@@ -368,6 +386,10 @@ def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.
         from hdrlift.training.objectives import psnr_objective
 
         return psnr_objective(net(ldr), hdr)
+    if loss in ("clipped_log_l1", "clipped_log_l2"):
+        from hdrlift.training import objectives
+
+        return getattr(objectives, loss)(net(ldr), hdr, ldr)
     fn = TRAINER_RECIPES.get(loss) or L.RECIPES.get(loss)
     if fn is not None:
         return fn(net, ldr, hdr)
@@ -458,24 +480,73 @@ def preview_image(ldr: np.ndarray, pred: np.ndarray, ref: np.ndarray) -> np.ndar
     return np.concatenate([np.asarray(p, np.float32) for p in panels], axis=1)
 
 
+def load_partial(net: torch.nn.Module, path: str | os.PathLike) -> tuple[int, list[str]]:
+    """Load the tensors of a safetensors file whose names and shapes match ``net``'s (``init_partial``);
+    returns how many were loaded and the names of ``net``'s tensors that keep their initial values.
+    The layout of ``net`` is not adapted to the file (unlike :func:`loading.load_state`)."""
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except FileNotFoundError:
+        raise InputError(f"init_from: weights file not found: {path}") from None
+    except Exception as exc:  # noqa: BLE001 - a corrupt or truncated file
+        raise InputError(f"init_from: cannot read weights {path}: {exc}") from None
+    own = net.state_dict()
+    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not take:
+        raise InputError(f"init_from: no tensor of {path} matches the model (init_partial)")
+    net.load_state_dict(take, strict=False)
+    return len(take), sorted(k for k in own if k not in take)
+
+
+def select_score(select: str, metrics: dict[str, float]) -> float:
+    """The validation score of ``"select"``: ``+``-joined metric names, each optionally weighted
+    (``"psnr_mu+pu21_psnr+2*worst_mu"``); a missing metric counts -1e9."""
+    total = 0.0
+    for term in select.split("+"):
+        w, _, name = term.strip().rpartition("*")
+        total += (float(w) if w else 1.0) * metrics.get(name, -1e9)
+    return total
+
+
+def baseline_scores(items: list[dict]) -> list[dict[str, float]]:
+    """``metrics.score`` of the plain inverse camera curve (``inverse-crf``) on every item: what the
+    worst-case validation columns compare with."""
+    from hdrlift.engine.colour_maths import srgb_to_linear
+    from hdrlift.training.metrics import score
+
+    return [score(srgb_to_linear(it["ldr"]).astype(np.float32), it["hdr"], it["ldr"]) for it in items]
+
+
 @torch.no_grad()
 def validate(net: torch.nn.Module, items: list[dict], device: torch.device, multiple: int = 1,
-             previews: list | None = None) -> dict[str, float]:
+             previews: list | None = None, baseline: list[dict[str, float]] | None = None) -> dict[str, float]:
     """Mean ``metrics.score`` over ``items``; with ``previews`` (a list), the first
-    :data:`PREVIEWS` items' :func:`preview_image` are appended to it."""
+    :data:`PREVIEWS` items' :func:`preview_image` are appended to it. With ``baseline``
+    (:func:`baseline_scores` of the same items) also ``worst_mu`` / ``worst_pu21``: the lowest,
+    over the items, of PSNR-mu / PU21-PSNR minus the inverse curve's (as ``hdrlift-eval``)."""
     from hdrlift.training.metrics import score
 
     net.eval()
     acc: dict[str, list[float]] = {}
+    worst = {"worst_mu": math.inf, "worst_pu21": math.inf}
     for i, it in enumerate(items):
         x = torch.from_numpy(it["ldr"].transpose(2, 0, 1)[None].copy()).to(device)
         pred = _pad_forward(net, x, multiple)[0].float().cpu().numpy().transpose(1, 2, 0)
-        for k, v in score(pred, it["hdr"], it["ldr"]).items():
+        s = score(pred, it["hdr"], it["ldr"])
+        for k, v in s.items():
             if not math.isnan(v):
                 acc.setdefault(k, []).append(v)
+        if baseline is not None:
+            worst["worst_mu"] = min(worst["worst_mu"], s["psnr_mu"] - baseline[i]["psnr_mu"])
+            worst["worst_pu21"] = min(worst["worst_pu21"], s["pu21_psnr"] - baseline[i]["pu21_psnr"])
         if previews is not None and i < PREVIEWS:
             previews.append(preview_image(it["ldr"], pred, it["hdr"]))
-    return {k: float(np.mean(v)) for k, v in acc.items()}
+    out = {k: float(np.mean(v)) for k, v in acc.items()}
+    if baseline is not None and items:
+        out.update({k: float(v) for k, v in worst.items()})
+    return out
 
 
 class Logger:
@@ -645,14 +716,24 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
     if ckpt_path.exists() and not resume:
         raise InputError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
 
+    counts: dict[str, int] = {}
+
     def write_config() -> None:
-        (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "loss_resolved": loss_name}, indent=2))
+        extra = {"data_counts": counts} if counts else {}
+        (out / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "loss_resolved": loss_name, **extra},
+                                                    indent=2))
 
     write_config()
 
     seed_everything(cfg.seed)
     net = build_network(cfg.model)
-    if cfg.init_from:
+    if cfg.init_from and cfg.init_partial:
+        loaded, fresh = load_partial(net, cfg.init_from)
+        if progress:
+            print(f"init_from {cfg.init_from}: {loaded} tensors loaded, {len(fresh)} start fresh"
+                  + (f" ({', '.join(fresh[:4])}{', ...' if len(fresh) > 4 else ''})" if fresh else ""),
+                  file=sys.stderr, flush=True)
+    elif cfg.init_from:
         from hdrlift.engine.models.loading import load_state
 
         load_state(net, cfg.init_from, cfg.model)
@@ -679,9 +760,16 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                                  threshold=cfg.santos_threshold, tries=cfg.sampling_tries,
                                  pretrain=cfg.pretrain, mask_coverage=cfg.mask_coverage)
         val_items = validation_set(open_hdr(cfg.data, cfg.val_split), views=cfg.val_views,
-                                   size=cfg.val_size) if cfg.val_split else []
+                                   size=cfg.val_size, cases=cfg.val_cases) if cfg.val_split else []
     except (FileNotFoundError, OSError) as exc:  # a missing folder or an unreadable pack
         raise InputError(str(exc)) from None
+    except ValueError as exc:  # an unknown validation case
+        raise InputError(str(exc)) from None
+    val_base = baseline_scores(val_items)
+    # how many images each split held (the model card reports them)
+    counts.update(train=len(train_set.folder),
+                  val=len({it["name"].split("#", 1)[0] for it in val_items}))
+    write_config()
 
     def d_lr(step: int) -> float:
         return lr_at(cfg, step) * ((cfg.d_lr / cfg.lr) if cfg.d_lr and cfg.lr else 1.0)
@@ -830,12 +918,12 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                               f"{elapsed / 60:.1f} min", file=sys.stderr, flush=True)
                 if val_items and (step % cfg.val_every == 0 or step == cfg.iterations):
                     previews: list = [] if logger.tb is not None else None
-                    metrics = validate(ema.shadow, val_items, dev, multiple, previews)
+                    metrics = validate(ema.shadow, val_items, dev, multiple, previews, val_base)
                     logger.log({"step": step, "val": metrics, "elapsed_s": round(elapsed, 1)})
                     logger.images(step, previews or [])
                     if progress:
                         print(f"  val {json.dumps({k: round(v, 3) for k, v in metrics.items()})}", file=sys.stderr, flush=True)
-                    sel = sum(metrics.get(k, -1e9) for k in cfg.select.split("+"))
+                    sel = select_score(cfg.select, metrics)
                     if sel > best:
                         best = sel
                         save_safetensors(ema.shadow, out / "best.safetensors",

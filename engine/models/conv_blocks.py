@@ -9,7 +9,8 @@ TorchScript with ``H`` and ``W`` kept dynamic.
   :func:`scaled` (channel counts at a width), :class:`Swish` / :class:`ConvSwish` (``x *
   sigmoid(x)``, Ramachandran et al. 2017, the activation of Kim et al. 2021 §3.2);
 * up-sampling and skips: :class:`UpsampleDeconv` (transposed conv initialised to bilinear),
-  :class:`UpsampleShuffle` (conv + pixel shuffle), :class:`SkipFuse` (concat + 1x1 conv initialised
+  :class:`UpsampleResize` (bilinear resize + 3x3 conv initialised to the same bilinear start: no
+  checkerboard), :class:`UpsampleShuffle` (conv + pixel shuffle), :class:`SkipFuse` (concat + 1x1 conv initialised
   to an addition);
 * residual blocks: :class:`ResBlock`, the spatial feature transform :class:`SFTLayer` and
   :class:`SFTResBlock` (HDRUNet, Chen et al. 2021 §3.1), :class:`DilatedResidualDenseBlock`
@@ -114,6 +115,46 @@ class UpsampleDeconv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.deconv(x))
+
+
+class UpsampleResize(nn.Module):
+    """x2 up-sampling without a grid: bilinear resize, then a 3x3 convolution ("resize-convolution",
+    Odena, Dumoulin & Olah 2016, "Deconvolution and checkerboard artifacts", Distill).
+
+    A stride-2 transposed convolution gives every output pixel one of four phase-dependent sums of
+    its kernel taps, and a trained kernel whose phases disagree draws a fixed pattern with the
+    network's stride (the 8-px grid of a GPU fine-tune of ``hdrcnn-lite``, docs/models.md). Here
+    every output pixel sees the same kernel over a resized map, so nothing is locked to a phase.
+    The convolution starts as the identity on the diagonal ``i -> i mod cout`` (averaged like
+    :class:`UpsampleDeconv`), so the block starts as exactly the bilinear up-sampling that the
+    deconvolution is initialised to (Eilertsen et al. 2017, Fig. 3 caption). It costs
+    ``9 cin cout`` multiply-adds per output pixel against ``4 cin cout`` for the 4x4 deconvolution.
+    """
+
+    def __init__(self, cin: int, cout: int, act: str | None = None, slope: float = 0.2):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=True)
+        self.act = make_act(act, slope)
+        self.reset_bilinear()
+
+    @torch.no_grad()
+    def reset_bilinear(self) -> None:
+        w = self.conv.weight  # (cout, cin, 3, 3)
+        w.zero_()
+        cout, cin = w.shape[0], w.shape[1]
+        per_out = [0] * cout
+        for i in range(cin):
+            per_out[i % cout] += 1
+        for i in range(cin):
+            w[i % cout, i, 1, 1] = 1.0 / per_out[i % cout]
+        self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.act(self.conv(x))
+
+
+UPSAMPLERS = {"resize": UpsampleResize, "deconv": UpsampleDeconv}
 
 
 class UpsampleShuffle(nn.Sequential):
@@ -426,7 +467,8 @@ class ResNet18Trunk(nn.Module):
         return h.mean(dim=(2, 3))
 
 
-__all__ = ["make_act", "ConvAct", "scaled", "Swish", "ConvSwish", "bilinear_kernel", "UpsampleDeconv",
+__all__ = ["make_act", "ConvAct", "scaled", "Swish", "ConvSwish", "bilinear_kernel", "UpsampleDeconv", "UpsampleResize",
+           "UPSAMPLERS",
            "UpsampleShuffle", "SkipFuse", "ResBlock", "SFTLayer", "SFTResBlock", "DilatedResidualDenseBlock",
            "CondInstanceNorm2d", "ConvGRUCell", "SoftMaskedConv2d", "encoder_features", "UNet", "BasicResBlock",
            "ResNet18Trunk"]

@@ -29,8 +29,10 @@ Santos et al. 2020 (Eq. 1) blend their prediction, and with a per-image exposure
    every pixel and channel, with weights ``w = M * clamp((T - 0.02) / 0.08, 0, 1)`` (well exposed,
    not in the quantised blacks), i.e. ``s O`` matches the inverse sRGB curve on the well-exposed
    pixels in the log-least-squares sense; an image with no such pixel gets ``s = 1``;
-3. ``H = M ⊙ f^-1(T) + (1 - M) ⊙ s O`` — exact inverse sRGB where ``M = 1``, the network's
-   expansion in the clipped highlights.
+3. ``H = M ⊙ f^-1(T) + (1 - M) ⊙ max(s O, f^-1(T))`` — exact inverse sRGB where ``M = 1`` (per
+   channel: a channel that was not clipped keeps its value), the network's expansion in the
+   clipped channels, never below their own linearised value (the shared output stage,
+   :func:`masks.keep_unclipped`).
 
 ``reconstruction_mask(x) = 1 - min_c M``. Any input size (``multiple_of = 1``).
 """
@@ -42,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
-from hdrlift.engine.models.masks import soft_exposure_mask
+from hdrlift.engine.models.masks import keep_unclipped, soft_exposure_mask
 from hdrlift.engine.models.registry import get_info
 
 GLOBAL_SIZE = 256  # the global branch sees the image resized to 256 x 256
@@ -94,7 +96,7 @@ class ExpandNet(nn.Module):
         w = mf * ((xf - DARK_LO) / (DARK_HI - DARK_LO)).clamp(0.0, 1.0)
         d = torch.log(lf.clamp(min=1e-6)) - torch.log(of.clamp(min=1e-6))
         log_s = (w * d).sum(dim=(1, 2, 3), keepdim=True) / (w.sum(dim=(1, 2, 3), keepdim=True) + 1e-6)
-        return m * lin + (1.0 - m) * torch.exp(log_s).to(o.dtype) * o
+        return keep_unclipped(lin, torch.exp(log_s).to(o.dtype) * o, 1.0 - m)
 
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
         return 1.0 - torch.amin(soft_exposure_mask(x, self.alpha), dim=1, keepdim=True)

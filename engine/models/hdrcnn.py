@@ -13,7 +13,13 @@ Network (survey §6.1, Fig. 3 "hybrid dynamic range autoencoder"):
 * **Decoder** — five x2 up-sampling stages in the *log HDR* domain, each a 4x4 stride-2
   transposed convolution initialised to bilinear up-sampling (Fig. 3 caption), channels
   512, 512, 256, 128, 64, followed by the skip fusion of the encoder stage at the same
-  resolution (conv5_3, conv4_3, conv3_3, conv2_2, conv1_2).
+  resolution (conv5_3, conv4_3, conv3_3, conv2_2, conv1_2). Ours by default: a bilinear resize
+  followed by a 3x3 convolution initialised to the same bilinear start
+  (:class:`conv_blocks.UpsampleResize`, ``upsample="resize"``): a trained transposed convolution
+  can draw a checkerboard with the network's stride in large clipped areas (an 8-px grid held a
+  GPU fine-tune of ``hdrcnn-lite`` back, docs/models.md), a resize-convolution cannot.
+  ``upsample="deconv"`` is the paper's; weights trained with either load into the right one
+  (:meth:`HDRCNN.adapt_to_state_dict`).
 * **Skip connections, Eq. 18** — ``h~D = sigma(W [h^D, log(f^-1(h^E) + eps)] + b)``: the encoder
   feature is taken to the log-HDR domain, concatenated with the decoder feature and fused by a
   1x1 conv initialised to perform an addition (Fig. 3 caption); ``sigma`` is a leaky ReLU
@@ -21,9 +27,13 @@ Network (survey §6.1, Fig. 3 "hybrid dynamic range autoencoder"):
 * **Input skip** — the first skip, at full resolution, carries the input image itself:
   the last fusion sees ``log(f^-1(D) + eps)`` (3 channels) and a 1x1 projection (64 -> 3) of the
   decoder, and outputs the log-HDR prediction ``y``.
-* **Blend, Eq. 16-17** — ``H = (1 - alpha) f^-1(D) + alpha exp(y)`` with
-  ``alpha = max(0, max_c(D) - tau) / (1 - tau)``, ``tau = 0.95`` by default. Where ``alpha == 0``
-  the output is exactly ``f^-1(D)``; the network only fills in saturated highlights.
+* **Blend, Eq. 16-17, channel by channel** — ``H_c = (1 - alpha_c) f^-1(D_c) + alpha_c max(exp(y_c),
+  f^-1(D_c))`` with ``alpha_c = max(0, D_c - tau) / (1 - tau)``, ``tau = 0.95`` by default
+  (:func:`masks.keep_unclipped`). The paper takes ``alpha`` on ``max_c(D)``, which makes the network
+  re-predict the unclipped channels of a partially clipped pixel (a red flower's green and blue) and
+  lifts a zero channel to at least ``exp(log eps)``; we blend per channel (``masks``' docstring says
+  why). Where ``alpha_c == 0`` the channel is exactly ``f^-1(D_c)``; the network only fills in
+  saturated channels, never below their own linearised value.
 
 Choices of ours, documented here because the survey leaves them open:
 
@@ -59,8 +69,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
-from hdrlift.engine.models.conv_blocks import ConvAct, SkipFuse, UpsampleDeconv, scaled
-from hdrlift.engine.models.masks import highlight_alpha
+from hdrlift.engine.models.conv_blocks import UPSAMPLERS, ConvAct, SkipFuse, UpsampleDeconv, scaled
+from hdrlift.engine.models.masks import channel_alpha, highlight_alpha, keep_unclipped
 from hdrlift.engine.models.registry import get_info
 
 LOG_EPS = 1.0 / 255.0  # eps of Eq. 18 (and Eq. 19 in training)
@@ -89,10 +99,13 @@ class HDRCNN(nn.Module):
     """
 
     def __init__(self, width: float = 1.0, tau: float = DEFAULT_TAU, eps: float = LOG_EPS,
-                 slope: float = 0.2):
+                 slope: float = 0.2, upsample: str = "resize"):
         super().__init__()
         if not 0.0 <= tau < 1.0:
             raise ValueError(f"tau must be in [0, 1), got {tau}")
+        if upsample not in UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLERS)}, got {upsample!r}")
+        self.upsample = upsample
         self.width = float(width)
         self.tau = float(tau)
         self.eps = float(eps)
@@ -120,7 +133,7 @@ class HDRCNN(nn.Module):
         fuses = []
         cin = c_lat
         for c in reversed(skip_channels):
-            ups.append(UpsampleDeconv(cin, c))
+            ups.append(UPSAMPLERS[upsample](cin, c))
             fuses.append(SkipFuse(c, act="lrelu", slope=slope))
             cin = c
         self.up = nn.ModuleList(ups)
@@ -137,6 +150,33 @@ class HDRCNN(nn.Module):
         self.to_rgb.weight.zero_()
         self.to_rgb.bias.zero_()
         self.out_fuse.reset_addition(1.0, 1.0)
+
+    def set_upsample(self, kind: str) -> None:
+        """Rebuild the decoder's up-sampling blocks as ``kind`` (``"resize"`` or ``"deconv"``),
+        freshly initialised to bilinear up-sampling; a no-op when they already are."""
+        if kind not in UPSAMPLERS:
+            raise ValueError(f"upsample must be one of {', '.join(UPSAMPLERS)}, got {kind!r}")
+        if kind == self.upsample:
+            return
+        ref = next(self.parameters())
+        self.up = nn.ModuleList([UPSAMPLERS[kind](*self._up_channels(u)) for u in self.up]).to(ref.device, ref.dtype)
+        self.upsample = kind
+
+    @staticmethod
+    def _up_channels(block: nn.Module) -> tuple[int, int]:
+        if isinstance(block, UpsampleDeconv):
+            return block.deconv.in_channels, block.deconv.out_channels
+        return block.conv.in_channels, block.conv.out_channels
+
+    def adapt_to_state_dict(self, state: dict) -> None:
+        """Match the up-sampling blocks to a state dict before it is loaded (called by
+        :func:`loading.load_state`): weights with ``up.N.deconv.*`` keys were trained with the
+        paper's transposed convolutions (every ``hdrcnn-lite`` shipped before the resize-convolution
+        decoder, and the users' own), ``up.N.conv.*`` with resize-convolutions."""
+        if any(k.startswith("up.") and ".deconv." in k for k in state):
+            self.set_upsample("deconv")
+        elif any(k.startswith("up.") and ".conv." in k for k in state):
+            self.set_upsample("resize")
 
     # ------------------------------------------------------------------ pieces
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,14 +199,14 @@ class HDRCNN(nn.Module):
         return self.out_fuse(self.trunk(x), log_domain(x, self.eps))
 
     def blend(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Eq. 16: ``(1 - alpha) f^-1(D) + alpha exp(y)``, ``alpha`` of Eq. 17, ``y`` clamped."""
-        alpha = highlight_alpha(x, self.tau)
+        """Eq. 16 per channel: ``(1 - alpha_c) f^-1(D_c) + alpha_c max(exp(y_c), f^-1(D_c))``,
+        ``alpha_c`` Eq. 17's ramp on each channel, ``y`` clamped (module docstring)."""
         lin = srgb_to_linear(x)
         expanded = torch.exp(y.clamp(self.log_eps, self.y_max))
-        return (1.0 - alpha) * lin + alpha * expanded
+        return keep_unclipped(lin, expanded, channel_alpha(x, self.tau))
 
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """``alpha`` of Eq. 17, ``(N, 1, H, W)`` in [0, 1]."""
+        """``alpha`` of Eq. 17 (the largest of the per-channel weights), ``(N, 1, H, W)`` in [0, 1]."""
         return highlight_alpha(x, self.tau)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,14 @@ encoded output is decoded with ``output_transfer``:
   the inverse sRGB curve of its code value, our output convention;
 * ``"gamma2.24"``: ``H = max(Y, 0) ^ 2.24``, for weights trained on the NTIRE data as published.
 
+What the engine returns (``forward``) then goes through the shared per-channel output stage
+:func:`masks.keep_unclipped` with HDR-CNN's ramp (``tau = 0.95`` per channel, ours): a channel that
+was not clipped keeps ``f^-1(x_c)``, a clipped one takes ``max(H_c, f^-1(x_c))``. The paper's network
+re-predicts every pixel (it denoises and dequantises too, §3); our contract keeps what the camera
+recorded (docs/CONTRACTS.md), and the re-predicted well-exposed pixels cost the shipped weights
+more than they gained (``docs/models.md``). The loss (Eq. 3, on :meth:`forward_encoded`) still
+trains the whole image; ``full_image=True`` returns the paper's whole-image output.
+
 :meth:`HDRUNet.forward_encoded` returns ``Y`` itself (for the paper's loss). Down-sampling is by
 two stride-2 convs, so inputs must be multiples of 4 (``multiple_of=4``).
 """
@@ -51,11 +59,13 @@ from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.conv_blocks import SFTLayer, SFTResBlock, UpsampleShuffle
+from hdrlift.engine.models.masks import channel_alpha, keep_unclipped
 from hdrlift.engine.models.registry import get_info
 
 PARAMETERS = 1_651_494  # the authors' model size
 MULTIPLE_OF = 4  # two stride-2 down-samplings
 OUTPUT_TRANSFERS = ("srgb", "gamma2.24")
+OUTPUT_TAU = 0.95  # per-channel ramp of the output stage (HDR-CNN Eq. 17, per channel)
 
 
 class HDRUNet(nn.Module):
@@ -63,8 +73,9 @@ class HDRUNet(nn.Module):
     the paper's non-linear output ``Y`` of Eq. 2."""
 
     def __init__(self, nf: int = 64, cond_nf: int = 64, cond_maps: int = 32, blocks=(2, 8, 2),
-                 output_transfer: str = "srgb"):
+                 output_transfer: str = "srgb", full_image: bool = False):
         super().__init__()
+        self.full_image = bool(full_image)
         if output_transfer not in OUTPUT_TRANSFERS:
             raise ValueError(f"output_transfer must be one of {OUTPUT_TRANSFERS}, got {output_transfer!r}")
         self.srgb_output = output_transfer == "srgb"
@@ -142,7 +153,11 @@ class HDRUNet(nn.Module):
         return y ** 2.24
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.forward_encoded(x))
+        hdr = self.decode(self.forward_encoded(x))
+        if self.full_image:
+            return hdr
+        # the per-channel output stage (module docstring)
+        return keep_unclipped(srgb_to_linear(x.clamp(0.0, 1.0)), hdr, channel_alpha(x, OUTPUT_TAU))
 
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
         """Relative expansion over the inverse sRGB curve, ``clamp((H - f^-1(D)) / H, 0, 1)``

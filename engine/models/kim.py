@@ -50,7 +50,12 @@ Our domains (docs/CONTRACTS.md): ``x`` is sRGB code values; the stack's EVs are 
 (``ln t_j = EV_j ln 2``); the merged radiance (known up to one factor per channel, ``g(128) = 0``)
 is scaled per image and channel so that the input's well-exposed pixels match the inverse sRGB
 curve of their code values: ``s_c = exp(sum w (ln f^-1(x) - ln E) / sum w)``, ``w`` the triangle
-weight of the input. ``T = 3`` as in the paper's Table 2.
+weight of the input. ``T = 3`` as in the paper's Table 2. What the engine returns (``forward``) then
+goes through the shared per-channel output stage :func:`masks.keep_unclipped` with HDR-CNN's ramp
+(``tau = 0.95`` per channel): a channel that was not clipped keeps ``f^-1(x_c)`` (the merge would
+otherwise give a zero channel a positive floor), a clipped one takes ``max(H_c, f^-1(x_c))``; the
+losses (:meth:`forward_stack`) still see the whole merged image. ``full_image=True`` returns the
+merge itself.
 
 Widths (ours, for CPUs; the paper gives none): U-Net channels ``base * (1, 2, 4, 8, 8)`` with
 ``base = 8`` (8, 16, 32, 64, 64): 2.8 M parameters, ~0.99 TFLOPs per 1080p frame (six recursions
@@ -76,7 +81,7 @@ from hdrlift.engine.models.conv_blocks import (
     UpsampleDeconv,
     encoder_features,
 )
-from hdrlift.engine.models.masks import relative_change_mask
+from hdrlift.engine.models.masks import channel_alpha, keep_unclipped, relative_change_mask
 from hdrlift.engine.models.registry import get_info
 
 MULTIPLE_OF = 16  # four poolings in the 5-level U-Nets
@@ -84,6 +89,7 @@ RECURSIONS = 3  # stop-up and stop-down steps (Table 2)
 LEVELS = 256
 SAMPLES = 20  # curve-solve grid: 20 x 20 pixels
 SMOOTHNESS = 20.0  # lambda of Eq. 1 (on the triangle-weight-normalised rows)
+OUTPUT_TAU = 0.95  # per-channel ramp of the output stage (HDR-CNN Eq. 17, per channel)
 _TINY = 1e-12
 
 
@@ -293,9 +299,10 @@ class KimHDR(nn.Module):
     """The whole model (module docstring): stop-up/stop-down recursion + synthesis layer."""
 
     def __init__(self, base: int = 8, recursions: int = RECURSIONS, samples: int = SAMPLES,
-                 smoothness: float = SMOOTHNESS):
+                 smoothness: float = SMOOTHNESS, full_image: bool = False):
         super().__init__()
         self.recursions = int(recursions)
+        self.full_image = bool(full_image)
         self.stop_up = StopNetwork(base, recursions)
         self.stop_down = StopNetwork(base, recursions)
         self.synthesis = DifferentiableHDRSynthesis(LEVELS, samples, smoothness)
@@ -332,7 +339,11 @@ class KimHDR(nn.Module):
         return stack, self.scale_to_input(x.float(), radiance).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_stack(x)[1]
+        hdr = self.forward_stack(x)[1]
+        if self.full_image:
+            return hdr
+        # the per-channel output stage (module docstring)
+        return keep_unclipped(srgb_to_linear(x.clamp(0.0, 1.0)), hdr, channel_alpha(x, OUTPUT_TAU))
 
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
         """Relative change over ``f^-1(x)``: ``clamp(|H - f^-1(x)| / max(H, f^-1(x)), 0, 1)``,

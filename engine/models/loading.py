@@ -79,6 +79,9 @@ def load_state(net: nn.Module, path: pathlib.Path | str, name: str) -> None:
         raise ModelError(f"weights file not found: {path}") from None
     except Exception as exc:  # corrupt header, truncated file
         raise ModelError(f"cannot read weights {path}: {exc}") from None
+    adapt = getattr(net, "adapt_to_state_dict", None)
+    if adapt is not None:  # a network whose layout follows its weights (HDR-CNN's up-sampling)
+        adapt(state)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -23,9 +23,16 @@ loss) and the discriminator (8 conv + 2 FC layers, §3.2 / §4) live in ``traini
   decoded as ``H = exp(y) - eps`` (clamped at 0; ``y`` clamped to ``[log eps, 10]``), so the
   HDR-CNN "do-nothing" initialisation (``y = log(x_lin + eps)``) returns ``f^-1(x)`` exactly,
   our contract's well-exposed value; ``log(H + eps) = y`` is the quantity the losses see.
+* **Output stage (ours)**: what the engine returns goes through the shared per-channel stage
+  :func:`masks.keep_unclipped` with HDR-CNN's ramp (``tau = 0.95``, Eq. 17 per channel): a channel
+  that was not clipped keeps ``f^-1(x_c)``, a clipped one takes ``max(H_c, f^-1(x_c))``. The losses
+  still train the whole-image prediction (:meth:`forward_log`, Eq. 2-6); the stage only decides
+  which of its values the engine keeps, so that no recorded channel is replaced by a prediction
+  (docs/CONTRACTS.md's well-exposed value; ``masks``' docstring). ``full_image=True`` returns
+  the paper's whole-image output instead.
 
-``reconstruction_mask(x)`` is the relative change over the inverse sRGB curve (the generator may
-change any pixel; :func:`masks.relative_change_mask`). Inputs must be multiples of 32.
+``reconstruction_mask(x)`` is the relative change over the inverse sRGB curve
+(:func:`masks.relative_change_mask`; with ``full_image=True`` the generator may change any pixel). Inputs must be multiples of 32.
 """
 
 from __future__ import annotations
@@ -34,15 +41,16 @@ import torch
 
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.hdrcnn import HDRCNN, LOG_EPS, MULTIPLE_OF
-from hdrlift.engine.models.masks import relative_change_mask
+from hdrlift.engine.models.masks import channel_alpha, keep_unclipped, relative_change_mask
 from hdrlift.engine.models.registry import get_info
 
 
 class MoriwakiGenerator(HDRCNN):
     """HDR-CNN with a linearised input and a full-image log output (module docstring)."""
 
-    def __init__(self, width: float = 1.0, eps: float = LOG_EPS, slope: float = 0.2):
+    def __init__(self, width: float = 1.0, eps: float = LOG_EPS, slope: float = 0.2, full_image: bool = False):
         super().__init__(width=width, eps=eps, slope=slope)
+        self.full_image = bool(full_image)
 
     def forward_log(self, x: torch.Tensor) -> torch.Tensor:
         """``y = log(H + eps)`` predicted from the linearised input (§3.1)."""
@@ -54,7 +62,11 @@ class MoriwakiGenerator(HDRCNN):
         return (torch.exp(y.clamp(self.log_eps, self.y_max)) - self.eps).clamp(min=0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.forward_log(x))
+        hdr = self.decode(self.forward_log(x))
+        if self.full_image:
+            return hdr
+        # the per-channel output stage (module docstring), HDR-CNN's tau
+        return keep_unclipped(srgb_to_linear(x.clamp(0.0, 1.0)), hdr, channel_alpha(x, self.tau))
 
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
         return self.reconstruction_mask_from(x, self.forward(x))

@@ -23,7 +23,10 @@ Following the paper equation by equation:
   3 channels with a linear activation at full resolution (the last skip is the input ``T`` and its
   mask ``M``). No batch normalisation (the paper mentions none). Xavier initialisation (§4).
 * **Output** (§3, Eq. 1): ``H = M ⊙ T^gamma + (1 - M) ⊙ [exp(Y) - 1]``, ``Y`` the network output in
-  the ``log(H + 1)`` domain (the domain of the loss, Eq. 6).
+  the ``log(H + 1)`` domain (the domain of the loss, Eq. 6). ``M`` is per channel, so a channel
+  that was not clipped keeps its linearised value; through the shared output stage
+  (:func:`masks.keep_unclipped`, with ``alpha = 1 - M``) the expansion of a clipped channel is also
+  bounded below by its own linearised value (ours; ``masks``' docstring).
 
 Our domains (docs/CONTRACTS.md): the paper linearises the well-exposed input with ``gamma = 2.0``;
 our contract is the inverse sRGB curve, so Eq. 1 uses ``f^-1(T)`` (sRGB EOTF) instead of ``T^2``:
@@ -44,7 +47,7 @@ from torch import nn
 
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.conv_blocks import SoftMaskedConv2d, scaled
-from hdrlift.engine.models.masks import soft_exposure_mask
+from hdrlift.engine.models.masks import keep_unclipped, soft_exposure_mask
 from hdrlift.engine.models.registry import get_info
 
 ALPHA = 0.96  # threshold of beta (Fig. 2)
@@ -129,10 +132,10 @@ class SantosHDR(nn.Module):
         return h
 
     def blend(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Eq. 1 with ``f^-1`` = inverse sRGB: ``M ⊙ f^-1(T) + (1 - M) ⊙ (exp(Y) - 1)``."""
+        """Eq. 1 with ``f^-1`` = inverse sRGB: ``M ⊙ f^-1(T) + (1 - M) ⊙ max(exp(Y) - 1, f^-1(T))``."""
         m = self.input_mask(x)
         expanded = torch.exp(y.clamp(0.0, self.y_max)) - 1.0  # (expm1 has no ONNX opset-17 op)
-        return m * srgb_to_linear(x) + (1.0 - m) * expanded
+        return keep_unclipped(srgb_to_linear(x), expanded, 1.0 - m)
 
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
         """``1 - min_c M``: ``(N, 1, H, W)`` in [0, 1]."""

@@ -21,11 +21,15 @@ camera response, quantisation) with one sub-network each, plus a refinement:
    last layer is a ReLU, so the residual ``C(I_lin) >= 0`` ("the missing values in the
    over-exposed regions should always be greater than the existing pixel values"), added in the
    over-exposed regions: ``H = I_lin + alpha ⊙ C(I_lin)``, ``alpha = max(0, I_lin - gamma) / (1 - gamma)``,
-   ``gamma = 0.95``, computed on the largest channel (HDR-CNN's mask, Eq. 17, on ``I_lin``) and
-   clamped to [0, 1].
+   ``gamma = 0.95``, per channel as the survey prints it (no maximum over channels: a channel that
+   was not clipped gets no residual; :func:`masks.channel_alpha` on ``I_lin``), clamped to [0, 1].
 4. **Refinement-Net** (§7.1 "Refinement"): "the same U-Net architecture as the
    Dequantization-Net", residual learning. We refine in the log domain (the domain of ``L_hal``):
    ``H_ref = exp(log(H + eps) + R([log(H + eps), I_lin, I_deq])) - eps``, ``eps = 1/255``.
+5. **Output stage** (ours, shared by every single-image network, :func:`masks.keep_unclipped`):
+   ``(1 - alpha) ⊙ I_lin + alpha ⊙ max(H_ref, I_lin)`` with the per-channel ``alpha`` of step 3, so a
+   channel that was not clipped keeps its linearised value ``I_lin`` (the refinement would otherwise
+   move it, and lift a zero channel by ``eps (e^R - 1)``).
 
 What we had to choose (the survey gives no widths, and the EMoR data are not available here)
 ---------------------------------------------------------------------------------------------
@@ -48,8 +52,8 @@ What we had to choose (the survey gives no widths, and the EMoR data are not ava
   ``w = 0`` (``g~ = g0`` = inverse sRGB), ``ReLU(0) = 0`` and ``R = 0``, so an untrained model returns
   the inverse sRGB curve of its input (up to the 1024-sample interpolation, < 1e-6).
 
-``reconstruction_mask(x)`` is the hallucination mask ``alpha``; :meth:`expand` returns the HDR
-image and ``alpha`` from one pass (used by the back ends). Inputs must be multiples of 32 (five
+``reconstruction_mask(x)`` is the hallucination mask ``alpha`` (its largest channel); :meth:`expand`
+returns the HDR image and that mask from one pass (used by the back ends). Inputs must be multiples of 32 (five
 poolings in the U-Nets; the registry pads).
 """
 
@@ -64,7 +68,7 @@ from torch import nn
 from hdrlift.engine.colour_maths import srgb_to_linear
 from hdrlift.engine.models.conv_blocks import ResNet18Trunk, UNet
 from hdrlift.engine.models.filters import Sobel, apply_curve, soft_histogram_maps
-from hdrlift.engine.models.masks import highlight_alpha
+from hdrlift.engine.models.masks import channel_alpha, highlight_alpha, keep_unclipped
 from hdrlift.engine.models.registry import get_info
 
 CRF_SAMPLES = 1024  # D of Eq. 23
@@ -167,30 +171,33 @@ class SingleHDR(nn.Module):
 
     # ------------------------------------------------------------------ stages
     def stages(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every intermediate result: ``deq``, ``lin``, ``alpha``, ``residual`` (``C >= 0``),
-        ``hal`` (``H``) and ``hdr`` (refined), all ``(N, C, H, W)``."""
+        """Every intermediate result: ``deq``, ``lin``, ``alpha`` (per channel), ``residual``
+        (``C >= 0``), ``hal`` (``H``), ``refined`` (``H_ref``) and ``hdr`` (the output stage), all
+        ``(N, 3, H, W)``."""
         deq = x + torch.tanh(self.dequantize(x))
         lin = self.linearize(deq)
-        alpha = highlight_alpha(lin, self.gamma)
+        alpha = channel_alpha(lin, self.gamma)
         # clamp, not relu: same values, but gradient 1 at exactly 0, so the zero-initialised last
         # layer of the Hallucination-Net can start learning under the joint loss
         residual = self.hallucinate(lin).clamp(min=0.0)
         hal = lin + alpha * residual
         y = torch.log(hal.clamp(min=0.0) + self.eps)
         r = self.refine(torch.cat([y, lin, deq], dim=1))
-        hdr = (torch.exp((y + r).clamp(self.log_eps, self.y_max)) - self.eps).clamp(min=0.0)
-        return {"deq": deq, "lin": lin, "alpha": alpha, "residual": residual, "hal": hal, "hdr": hdr}
+        refined = (torch.exp((y + r).clamp(self.log_eps, self.y_max)) - self.eps).clamp(min=0.0)
+        hdr = keep_unclipped(lin, refined, alpha)
+        return {"deq": deq, "lin": lin, "alpha": alpha, "residual": residual, "hal": hal, "refined": refined,
+                "hdr": hdr}
 
     def expand(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(hdr, mask)`` from one pass (the back ends call this when present)."""
         s = self.stages(x)
-        return s["hdr"], s["alpha"]
+        return s["hdr"], s["alpha"].amax(dim=1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(x)["hdr"]
 
     def reconstruction_mask(self, x: torch.Tensor) -> torch.Tensor:
-        """The hallucination mask ``alpha`` (on ``I_lin``), ``(N, 1, H, W)``."""
+        """The hallucination mask ``alpha`` (on ``I_lin``) of the most saturated channel, ``(N, 1, H, W)``."""
         lin = self.linearize(x + torch.tanh(self.dequantize(x)))
         return highlight_alpha(lin, self.gamma)
 

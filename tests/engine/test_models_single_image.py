@@ -32,7 +32,7 @@ from hdrlift.training.discriminator import (
 NAMES = ("santos", "expandnet", "moriwaki", "singlehdr")
 FACTORIES = {"santos": santos.santos, "expandnet": expandnet.expandnet, "moriwaki": moriwaki.moriwaki,
              "singlehdr": singlehdr.singlehdr}
-PARAMS = {"santos": 25_775_444, "expandnet": 456_899, "moriwaki": 29_439_384, "singlehdr": 11_848_116}
+PARAMS = {"santos": 25_775_444, "expandnet": 456_899, "moriwaki": 24_565_144, "singlehdr": 11_848_116}
 
 
 # narrow variants of the same code paths, for the tests that only check dtypes and exports
@@ -142,19 +142,26 @@ def test_santos_masking_suppresses_saturated_pixels():
 
 def test_santos_blend_keeps_well_exposed_pixels_exactly():
     """Eq. 1 with f^-1 = inverse sRGB: pixels/channels with M = 1 equal f^-1(T) bit for bit, a
-    channel clipped alone is replaced while the others of the pixel are kept."""
+    channel clipped alone is replaced while the others of the pixel are kept; a clipped channel is
+    the network's expansion exp(Y) - 1, bounded below by its own linearised value (the shared
+    output stage, masks.keep_unclipped)."""
     model = loaded("santos")
     x = textured(1, 128, 128)
     x[0, 0, 5:15, 5:15] = 1.0  # red clipped, green/blue well exposed
     x[0, 1:, 5:15, 5:15] = 0.4
     with torch.no_grad():
         y = model(x)
+        expansion = torch.exp(model.net.forward_log1p(x).clamp(0.0, 10.0)) - 1.0
     lin = srgb_to_linear(x)
     keep = x <= santos.ALPHA
     assert keep.float().mean() > 0.5
     assert torch.equal(y[keep], lin[keep])
     clipped = x >= 1.0
-    assert not torch.allclose(y[clipped], lin[clipped])  # the network's expansion, not the input
+    assert torch.allclose(y[clipped], torch.maximum(expansion, lin)[clipped])
+    # Eq. 1 itself on a chosen prediction: exp(Y) - 1 = 3 where clipped, kept where M = 1
+    y3 = model.net.blend(x, torch.full_like(x, math.log(4.0)))
+    assert torch.allclose(y3[clipped], torch.full_like(y3[clipped], 3.0))
+    assert torch.equal(y3[keep], lin[keep])
     assert float(y.min()) >= 0.0 and bool(torch.isfinite(y).all())
     mask = model.reconstruction_mask(x)
     assert torch.equal(mask[0, 0, 5:15, 5:15], torch.ones(10, 10))
@@ -211,9 +218,10 @@ def test_expandnet_output_mapping():
     assert torch.equal(y[keep], lin[keep])
     clipped = x >= 1.0
     assert torch.allclose(y[clipped], torch.full_like(y[clipped], 3.6), rtol=1e-4)  # s = 4
-    # no well-exposed pixel at all: s = 1, finite
+    # no well-exposed pixel at all: s = 1, finite; an expansion below the clipped channel's own
+    # linearised value (0.5 < 1) is raised to it (the shared output stage, masks.keep_unclipped)
     y1 = net.to_contract(torch.ones(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.5))
-    assert torch.allclose(y1, torch.full_like(y1, 0.5))
+    assert torch.allclose(y1, torch.ones_like(y1))
 
 
 # =========================================================================== Moriwaki 2018
@@ -234,18 +242,22 @@ def test_moriwaki_generator_is_hdrcnn_on_linear_input():
 
 
 def test_moriwaki_predicts_the_whole_image():
-    """No highlight-only blend (Eq. 2-3 weight every pixel, under-exposed ones more): a trained
-    generator may change dark pixels, HDR-CNN's Eq. 16 would keep them."""
-    gen = perturb(moriwaki.MoriwakiGenerator(width=0.25))
+    """The paper's generator has no highlight-only blend (Eq. 2-3 weight every pixel, under-exposed
+    ones more): with ``full_image=True`` it changes dark pixels, which HDR-CNN's Eq. 16 keeps. The
+    engine's default goes through the shared per-channel output stage, which keeps them too."""
+    gen = perturb(moriwaki.MoriwakiGenerator(width=0.25, full_image=True))
     ref = HDRCNN(width=0.25)
     ref.load_state_dict(gen.state_dict())
+    default = moriwaki.MoriwakiGenerator(width=0.25).eval()
+    default.load_state_dict(gen.state_dict())
     x = textured(1, 64, 64) * 0.5  # nothing near saturation
     with torch.no_grad():
-        y, y_ref = gen(x), ref.eval()(x)
+        y, y_ref, y_def = gen(x), ref.eval()(x), default(x)
     lin = srgb_to_linear(x)
     assert torch.allclose(y_ref, lin, atol=1e-6)  # HDR-CNN: alpha = 0 -> input kept
     assert float((y - lin).abs().max()) > 1e-3
     assert float(y.min()) >= 0.0
+    assert torch.equal(y_def, lin)  # the output stage: nothing was clipped, every channel kept
     m = gen.reconstruction_mask(x)
     assert torch.allclose(m, relative_change_mask(x, y))
 
@@ -311,18 +323,26 @@ def test_apply_curve_matches_numpy_interp():
 
 def test_singlehdr_hallucination_residual_is_non_negative():
     """§7.1: ReLU residual, added only where I_lin exceeds gamma = 0.95."""
+    torch.manual_seed(0)  # the initial weights, before perturb
     net = perturb(singlehdr.singlehdr(), seed=2)
     x = textured(2, 64, 96, clip=0.3)
     with torch.no_grad():
         s = net.stages(x)
     assert float(s["residual"].min()) >= 0.0 and float(s["residual"].max()) > 0.0
     assert bool((s["hal"] >= s["lin"]).all())
-    expect_alpha = ((s["lin"].amax(dim=1, keepdim=True) - 0.95) / 0.05).clamp(0, 1)
+    # alpha per channel, as the survey prints it (no maximum over channels)
+    expect_alpha = ((s["lin"] - 0.95) / 0.05).clamp(0, 1)
     assert torch.allclose(s["alpha"], expect_alpha)
-    keep = (s["alpha"] == 0).expand_as(s["lin"])
+    keep = s["alpha"] == 0
+    assert 0.3 < float(keep.float().mean()) < 0.95
     assert torch.equal(s["hal"][keep], s["lin"][keep])
+    # the output stage: unclipped channels keep I_lin, clipped ones blend towards max(H_ref, I_lin)
+    assert torch.equal(s["hdr"][keep], s["lin"][keep])
+    assert float(s["alpha"].max()) > 0.5
+    a = s["alpha"]
+    assert torch.allclose(s["hdr"], (1 - a) * s["lin"] + a * torch.maximum(s["refined"], s["lin"]), rtol=1e-6, atol=1e-7)
     assert float((s["deq"] - x).abs().max()) <= 1.0  # tanh residual
-    assert torch.equal(net.reconstruction_mask(x), s["alpha"])
+    assert torch.equal(net.reconstruction_mask(x), s["alpha"].amax(dim=1, keepdim=True))
 
 
 def test_singlehdr_do_nothing_start_is_inverse_srgb():

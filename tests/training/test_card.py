@@ -71,3 +71,51 @@ def test_card_changes_nothing_when_an_input_is_missing(tmp_path, weights_dir, ca
     assert (weights_dir / "hdrcnn-lite.safetensors").read_bytes() == b"shipped"
     assert not (weights_dir / "hdrcnn-lite.md").exists()
     assert sorted(p.name for p in weights_dir.iterdir()) == ["hdrcnn-lite.safetensors"]  # no temporaries
+
+
+def test_card_reports_the_split_sizes_per_clip_tables_cases_and_the_demo_clip(tmp_path, weights_dir):
+    run = _run(tmp_path / "cpu", loss="clipped_log_l1", resolved="clipped_log_l1", steps=300, best=250)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg.update(data_counts={"train": 88, "val": 14}, clip_range=[0.005, 0.12])
+    (run / "config.json").write_text(json.dumps(cfg))
+    row = {"psnr_mu": 45.0, "pu21_psnr": 43.0, "worst_mu": -0.7, "worst_pu21": -1.0, "psnr_l": 30.0, "clipped_stops": 0.3}
+    base = {"psnr_mu": 44.0, "pu21_psnr": 42.0, "worst_mu": 0.0, "worst_pu21": 0.0, "psnr_l": 29.0, "clipped_stops": 0.5}
+    tabs = {"overall": {"hdrcnn-lite": row, "inverse-crf": base},
+            "by_clip": {"0.03": {"hdrcnn-lite": row, "inverse-crf": base}, "0.1": {"hdrcnn-lite": row, "inverse-crf": base}}}
+    ev = {**tabs, "cases": {"views": tabs, "saturated": tabs},
+          "protocol": {"images": 56, "views": 4, "size": 256, "clip_fractions": [0.03, 0.1]},
+          "demo_clip": {"protocol": {"frames": "1,5"}, "models": {
+              "hdrcnn-lite": {"ratio_median": 0.9, "out_median": 3.0, "truth_median": 4.0, "out_p99": 50.0, "truth_p99": 2000.0},
+              "inverse-crf": {"ratio_median": 0.25, "out_median": 1.0, "truth_median": 4.0, "out_p99": 1.0, "truth_p99": 2000.0}}}}
+    (tmp_path / "ev.json").write_text(json.dumps(ev))
+    assert card.main(["--model", "hdrcnn-lite", "--run", str(run), "--eval", str(tmp_path / "ev.json")]) == 0
+    text = (weights_dir / "hdrcnn-lite.md").read_text()
+    assert "88 `train` panoramas" in text and "14 `val` panoramas" in text and "0.5-12 % of pixels clip" in text
+    assert "14 panoramas x 4 views of 256 px" in text
+    assert "### 3 % of pixels clipped" in text and "### 10 % of pixels clipped" in text
+    assert "PSNR-mu below `inverse-crf` by 0.700 (the bar: never more than 0.5 below)" in text
+    assert "| saturated | 3 % | 45.000 | 43.000 | 44.000 | 42.000 | -0.700 |" in text
+    assert "median output / truth luminance **0.900** (`inverse-crf`: 0.250)" in text
+    assert "Trained on 88 panoramas" in text
+
+
+def test_refresh_keeps_how_the_weights_were_made_and_checks_them(tmp_path, weights_dir, capsys):
+    run = _run(tmp_path / "cpu", loss="psnr", resolved="psnr", steps=300, best=250)
+    ev = {"overall": {"hdrcnn-lite": {"psnr_mu": 45.0, "pu21_psnr": 41.0, "psnr_l": 30.0, "clipped_stops": 0.30},
+                      "inverse-crf": {"psnr_mu": 44.0, "pu21_psnr": 42.0, "psnr_l": 29.0, "clipped_stops": 0.50}}}
+    (tmp_path / "ev.json").write_text(json.dumps(ev))
+    assert card.main(["--model", "hdrcnn-lite", "--run", str(run), "--eval", str(tmp_path / "ev.json")]) == 0
+    before = (weights_dir / "hdrcnn-lite.md").read_text()
+    how = before.partition("## Validation")[0]
+    ev["overall"]["hdrcnn-lite"]["psnr_mu"] = 47.5
+    (tmp_path / "ev2.json").write_text(json.dumps(ev))
+    weights = (weights_dir / "hdrcnn-lite.safetensors").read_bytes()
+    assert card.main(["--model", "hdrcnn-lite", "--refresh", "--eval", str(tmp_path / "ev2.json")]) == 0
+    after = (weights_dir / "hdrcnn-lite.md").read_text()
+    assert after.startswith(how) and "| **`hdrcnn-lite`** | 47.500 |" in after
+    assert after.count("* Trained on") == 1 and (weights_dir / "hdrcnn-lite.safetensors").read_bytes() == weights
+    # other weights than the card describes: refused, nothing rewritten
+    (weights_dir / "hdrcnn-lite.safetensors").write_bytes(b"other")
+    assert card.main(["--model", "hdrcnn-lite", "--refresh", "--eval", str(tmp_path / "ev2.json")]) == 2
+    assert "does not describe" in capsys.readouterr().err
+    assert (weights_dir / "hdrcnn-lite.md").read_text() == after

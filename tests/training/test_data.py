@@ -246,3 +246,16 @@ def test_parallel_patches_are_the_same_stream_for_any_worker_count(hdr_folder):
     for (l0, _), (l1, _) in zip(inline[1:], later):  # a resumed run picks up the same batches
         np.testing.assert_array_equal(l0, l1)
     assert inline[0][0].shape == (2, 3, 32, 32) and not np.array_equal(inline[0][0], inline[1][0])
+
+
+def test_highlight_sampling_prefers_bright_highlights(hdr_folder):
+    """sampling="highlights": half of the samples are the brightest-highlight view of `tries`, so
+    the clipped channels of the stream lie further above white than with random sampling."""
+    rnd = D.PatchDataset(D.HdrFolder(hdr_folder), size=32, seed=3, clip_range=(0.02, 0.05))
+    hi = D.PatchDataset(D.HdrFolder(hdr_folder), size=32, seed=3, clip_range=(0.02, 0.05), sampling="highlights",
+                        tries=6)
+    head = [np.mean([D.highlight_headroom(ldr.transpose(1, 2, 0), ref.transpose(1, 2, 0))
+                     for ldr, ref in (ds.sample() for _ in range(80))]) for ds in (rnd, hi)]
+    assert head[1] > head[0] + 0.1, head
+    assert D.highlight_headroom(np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32)) == 0.0
+    assert D.highlight_headroom(np.ones((4, 4, 3), np.float32), np.full((4, 4, 3), 8.0, np.float32)) == 3.0

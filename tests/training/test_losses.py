@@ -222,3 +222,24 @@ def test_singlehdr_stage_losses_zero_on_identical():
     # Eq. 24 with every stage exact: only the TV regulariser remains
     joint = L.singlehdr_joint(stages, curve, h, code, curve)
     assert float(joint) == pytest.approx(0.1 * float(L.total_variation(L.log_image(h))), rel=1e-6)
+
+
+def test_clipped_log_l1_weighs_images_not_pixels():
+    """training/objectives.py: the log error over each image's clipped channels, averaged per image:
+    an image with one clipped pixel counts as much as one with a hundred (log_l1 weighs pixels)."""
+    from hdrlift.training.objectives import clipped_log_l1
+
+    ldr = torch.full((2, 3, 16, 16), 0.5)
+    ldr[0, :, 0, 0] = 1.0  # one clipped pixel
+    ldr[1, :, :10, :10] = 1.0  # a hundred
+    target = torch.where(ldr >= 1.0, torch.full_like(ldr, 4.0), ldr)
+    pred = torch.where(ldr >= 1.0, torch.full_like(ldr, 2.0), ldr)  # one stop low where clipped
+    d = math.log(4.0 + 1 / 255) - math.log(2.0 + 1 / 255)
+    assert float(clipped_log_l1(pred, target, ldr)) == pytest.approx(d, rel=1e-5)
+    assert float(clipped_log_l1(pred[:1], target[:1], ldr[:1])) == pytest.approx(d, rel=1e-5)
+    # the well-exposed channels do not count, whatever their error; no clipped channel: 0
+    assert float(clipped_log_l1(pred * 0 + 0.3, target, ldr * 0 + 0.5)) == 0.0
+    # the L2 variant (Eilertsen Eq. 19's square, per image)
+    from hdrlift.training.objectives import clipped_log_l2
+
+    assert float(clipped_log_l2(pred, target, ldr)) == pytest.approx(d * d, rel=1e-5)

@@ -68,9 +68,44 @@ def test_training_reduces_the_loss(hdr_folder, tmp_path):
     for name in ("config.json", "log.jsonl", "checkpoint.pt", "last.safetensors", "best.safetensors"):
         assert (tmp_path / "run" / name).exists(), name
     assert json.loads((tmp_path / "run" / "config.json").read_text())["loss_resolved"] == "eilertsen_log"
-    assert any("val" in r for r in log_records(tmp_path / "run"))
+    vals = [r["val"] for r in log_records(tmp_path / "run") if "val" in r]
+    assert vals and all("worst_mu" in v and "worst_pu21" in v for v in vals)
     with pytest.raises(InputError, match="--resume"):
         T.train(cfg, tmp_path / "run", progress=False, device="cpu")
+
+
+def test_validation_worst_case_against_the_inverse_curve_and_select():
+    """``worst_mu`` is the lowest per-item PSNR-mu difference to the inverse curve: 0 for a network
+    that returns the inverse curve (HDR-CNN at its do-nothing start, no item in the ramp), negative
+    for one that damages one item; ``select`` sums weighted metrics."""
+    from hdrlift.engine.colour_maths import srgb_to_linear
+    from hdrlift.training import camera as cam
+
+    from training_helpers import synthetic_hdr
+
+    items = []
+    for seed in (1, 2, 3):
+        ldr, ref, _ = cam.Camera(clip_fraction=0.05)(synthetic_hdr(64, 64, seed))
+        items.append({"ldr": ldr, "hdr": ref})
+    base = T.baseline_scores(items)
+
+    class Curve(torch.nn.Module):  # the inverse curve, except that it blows item 2's highlights up 8x
+        def forward(self, x):
+            y = srgb_to_linear(x)
+            if float(x.mean()) == float(torch.from_numpy(items[2]["ldr"]).mean()):
+                y = torch.where(x >= 0.99, 8.0 * y, y)
+            return y
+
+    m = T.validate(Curve(), items, torch.device("cpu"), baseline=base)
+    assert m["worst_mu"] < -1.0 and m["worst_pu21"] < -1.0
+    m0 = T.validate(T.build_network("hdrcnn-lite").eval(), items[:1], torch.device("cpu"), 32, baseline=base[:1])
+    assert abs(m0["worst_mu"]) < 0.2  # do-nothing start: the inverse curve plus eps in clipped channels
+    assert T.select_score("psnr_mu+2*worst_mu", {"psnr_mu": 40.0, "worst_mu": -1.5}) == pytest.approx(37.0)
+    assert T.select_score("psnr_mu+pu21_psnr", {"psnr_mu": 40.0}) < -1e8
+    with pytest.raises(InputError, match="select"):
+        T.TrainConfig(select="psnr_mu+x*worst_mu").check()
+    with pytest.raises(InputError, match="val_cases"):
+        T.TrainConfig(val_cases=("views", "nope")).check()
 
 
 def _stop_at(k: int):
@@ -277,6 +312,7 @@ RECIPE_CASES = {  # loss -> (model, patch side)
     "singlehdr_deq": ("singlehdr", 32), "singlehdr_lin": ("singlehdr", 32),
     "singlehdr_hal": ("singlehdr", 32), "singlehdr_hal_p": ("singlehdr", 32),
     "eilertsen_ir": ("hdrcnn-lite", 32), "log_l1": ("expandnet", 32), "psnr": ("hdrcnn-lite", 32),
+    "clipped_log_l1": ("hdrcnn-lite", 32), "clipped_log_l2": ("hdrcnn-lite", 32),
 }
 
 
@@ -434,3 +470,29 @@ def test_validation_preview_panels():
     np.testing.assert_allclose(img[:, 10:20], img[:, 20:])
     worse = preview_image(ldr, ldr, ref)  # clipped prediction: its panel differs from the reference's
     assert np.abs(worse[:, 10:20] - worse[:, 20:]).max() > 0.01
+
+
+def test_init_partial_loads_matching_tensors_and_keeps_the_layout(tmp_path):
+    """init_partial: the resize-convolution decoder starts fresh from deconvolution weights, every
+    other tensor is loaded; the network keeps its own layout."""
+    from safetensors.torch import save_file
+
+    from hdrlift.engine.models.hdrcnn import HDRCNN
+
+    torch.manual_seed(0)
+    old = HDRCNN(width=0.25, upsample="deconv")
+    with torch.no_grad():
+        for p in old.parameters():
+            p.add_(0.01)
+    save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(tmp_path / "old.safetensors"))
+    net = T.build_network("hdrcnn-lite")
+    fresh_up = {k: v.clone() for k, v in net.state_dict().items() if k.startswith("up.")}
+    n, fresh = T.load_partial(net, tmp_path / "old.safetensors")
+    assert net.upsample == "resize" and fresh == sorted(fresh_up)
+    assert n == len(old.state_dict()) - sum(1 for k in old.state_dict() if k.startswith("up."))
+    sd = net.state_dict()
+    assert torch.equal(sd["encoder.0.0.conv.weight"], old.state_dict()["encoder.0.0.conv.weight"])
+    assert all(torch.equal(sd[k], v) for k, v in fresh_up.items())
+    with pytest.raises(InputError, match="no tensor"):
+        save_file({"x": torch.zeros(2)}, str(tmp_path / "none.safetensors"))
+        T.load_partial(net, tmp_path / "none.safetensors")
