@@ -35,7 +35,9 @@ What the averages hide (``docs/models.md``, "What the val split now catches"):
 6. **cases** (``--cases``, :mod:`hdrlift.training.val_cases`): besides the plain ``views``, the same
    views with ``saturated`` coloured highlights (one channel clips, others are zero) and with small
    ``specular`` glints, each in its own tables (the Reinhard and stack metrics only on ``views``).
-7. **the demo clip against its truth** (``--demo-frames``, on by default where PyAV is installed):
+7. **the demo clip against its truth** (``--demo-frames``, on by default where PyAV, OpenImageIO and
+   OpenColorIO import; where they do not, the default skips it and says so on stderr and in the JSON,
+   ``"demo_clip": {"skipped": reason}``, while an explicit ``--demo-frames N`` is refused):
    ``hdrlift-make-sample`` with ``--truth`` (640x360, 48 frames, exposed for the mid-tones: its sun,
    lamps and windows clip), every model through the engine's pipeline as ``hdr-video`` runs it, on
    evenly spaced frames; over the pixels clipped in the input (brightest code value >= 0.99): the
@@ -148,6 +150,17 @@ def demo_frames(count: int, total: int = DEMO_FRAMES) -> list[int]:
     return sorted({1 + round(i * (total - 1) / max(1, count - 1)) for i in range(count)}) if count > 1 else [total // 2]
 
 
+def demo_libraries_missing() -> str | None:
+    """Why the demo clip cannot run here (the import that failed), or None where it can."""
+    try:
+        from hdrlift.engine.io.exr import read_exr  # noqa: F401
+        from hdrlift.engine.io.video import VideoReader  # noqa: F401
+        from hdrlift.engine.pipeline import Pipeline  # noqa: F401
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
 def demo_clip(models: list[str], weights: dict[str, str], count: int, device: str = "cpu",
               quiet: bool = True) -> dict:
     """Each model on the demo clip against its truth (module docstring, item 7): the clip and its
@@ -157,14 +170,14 @@ def demo_clip(models: list[str], weights: dict[str, str], count: int, device: st
     the input, pooled over the frames."""
     import tempfile
 
-    try:
-        from hdrlift.engine.io.exr import read_exr
-        from hdrlift.engine.io.video import VideoReader
-        from hdrlift.engine.pipeline import Pipeline, PipelineOptions
-        from hdrlift.engine.sample import write_sample
-    except ImportError as exc:
-        raise InputError(f"the demo-clip check needs PyAV, OpenImageIO and OpenColorIO ({exc}); "
-                         "pass --demo-frames 0 to skip it") from None
+    missing = demo_libraries_missing()
+    if missing:
+        raise InputError(f"the demo-clip check needs PyAV, OpenImageIO and OpenColorIO ({missing}); "
+                         "pass --demo-frames 0 to skip it")
+    from hdrlift.engine.io.exr import read_exr
+    from hdrlift.engine.io.video import VideoReader
+    from hdrlift.engine.pipeline import Pipeline, PipelineOptions
+    from hdrlift.engine.sample import write_sample
     from hdrlift.engine.colour_maths import luminance
 
     w, h = DEMO_SIZE
@@ -297,7 +310,9 @@ def markdown(summary: dict, metrics=HEADLINE) -> str:
         lines += ["", f"`worst_mu` / `worst_pu21`: the lowest, over the images of the table, of the model's PSNR-mu / "
                       f"PU21-PSNR minus `{BASELINE}`'s on the same image (dB; negative = below doing nothing there)."]
     demo = summary.get("demo_clip")
-    if demo:
+    if demo and "skipped" in demo:
+        lines += ["", f"Demo clip against its truth: skipped, {demo['skipped']}."]
+    elif demo:
         p = demo.get("protocol", {})
         lines += ["", f"### Demo clip against its truth (hdrlift-make-sample --truth, {p.get('size', '?')}, "
                       f"frames {p.get('frames', '?')}): clipped pixels", "",
@@ -341,9 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cvvdp", action="store_true", help="also ColorVideoVDP JOD (needs the cvvdp package)")
     ap.add_argument("--cases", default="views,saturated,specular",
                     help="validation cases (default views,saturated,specular; see training/val_cases.py)")
-    ap.add_argument("--demo-frames", type=int, default=12, metavar="N",
-                    help="score the demo clip against its truth on N evenly spaced frames of 48 (default 12; "
-                         "0 = skip; needs PyAV)")
+    ap.add_argument("--demo-frames", type=int, default=None, metavar="N",
+                    help="score the demo clip against its truth on N evenly spaced frames of 48 (default 12 "
+                         "where PyAV, OpenImageIO and OpenColorIO import, else skipped with a note; 0 = skip)")
     ap.add_argument("--worst-report", type=int, default=3, metavar="N",
                     help="list the N images furthest below inverse-crf per model (default 3)")
     ap.add_argument("--json", type=pathlib.Path, help="write every number (overall, per clip, per image)")
@@ -384,6 +399,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
     if not cases or any(c not in CASES for c in cases):
         raise InputError(f"--cases takes a comma-separated subset of {','.join(CASES)}, got {args.cases!r}")
+    if args.demo_frames is None:
+        missing = demo_libraries_missing()
+        args.demo_frames = 0 if missing else 12
+        demo_skipped = f"PyAV, OpenImageIO or OpenColorIO missing ({missing})" if missing else None
+    else:
+        demo_skipped = None
     if args.demo_frames < 0:
         raise InputError("--demo-frames must be >= 0")
     cvvdp = None
@@ -407,7 +428,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.worst_report > 0:
         summary["worst_images"] = worst_images({m: r for m, r in per_model.items() if m != BASELINE},
                                                baseline, args.worst_report)
-    if args.demo_frames:
+    if demo_skipped:
+        print(f"hdrlift-eval: demo clip skipped: {demo_skipped}", file=sys.stderr)
+        summary["demo_clip"] = {"skipped": demo_skipped}
+    elif args.demo_frames:
         summary["demo_clip"] = demo_clip(models, weights, args.demo_frames, args.device, args.quiet)
     n_views = sum(1 for it in items if it["case"] == cases[0])
     summary["protocol"] = {"folder": str(args.folder or "default"), "split": args.split, "views": args.views,
