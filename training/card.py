@@ -13,6 +13,11 @@ card then names that hardware and the packed data instead of this project's CPU 
 
     python -m hdrlift.training.card --model expandnet --refresh --eval docs/eval/val.json --eval-cmd "..."
 
+``--prior-card CARD`` names the card of the weights the first stage started from (its
+``init_from``), for stages whose run folders are gone (``git show REV:engine/models/weights/M.md``):
+their rows of "How they were made" come first in the new table, marked as taken from that card,
+and their minutes count in the total.
+
 ``--refresh`` rewrites the card of weights already shipped whose run folders are gone: the "How
 they were made" section is kept as it was written (it is history), the validation and the limits
 are regenerated from the new evaluation; the weights must still be the ones the card names
@@ -214,15 +219,30 @@ def _limits_lines(model: str, trained: list[str]) -> list[str]:
             "* " + keeps[0], *keeps[1:], *trained, ""]
 
 
-def _minutes(stages: list[dict], envs: list[dict | None]) -> str:
-    cpu = sum(st["minutes"] for st, e in zip(stages, envs) if e is None)
-    gpu = sum(st["minutes"] for st, e in zip(stages, envs) if e is not None)
+def _minutes(stages: list[dict], envs: list[dict | None], prior: list[dict] = ()) -> str:
+    cpu = sum(r["minutes"] for r in prior if "GPU" not in r["where"])
+    cpu += sum(st["minutes"] for st, e in zip(stages, envs) if e is None)
+    gpu = sum(r["minutes"] for r in prior if "GPU" in r["where"]) + sum(st["minutes"] for st, e in zip(stages, envs) if e is not None)
     parts = ([f"{cpu:.0f} minutes on a 2-core CPU"] if cpu else []) + ([f"{gpu:.0f} minutes on one GPU"] if gpu else [])
     return " then ".join(parts)
 
 
+def prior_stages(text: str) -> list[dict]:
+    """The rows of an earlier card's stage table: ``{"cells": [...], "minutes": float, "where": str}``
+    (``ValueError`` when it has none)."""
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and cells[0].isdigit() and len(cells) == 9:
+            rows.append({"cells": cells[1:], "minutes": float(cells[8]), "where": cells[2]})
+    if not rows:
+        raise ValueError("the prior card has no stage table")
+    return rows
+
+
 def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: str | None,
-               weights: pathlib.Path) -> str:
+               weights: pathlib.Path, prior: tuple[str, list[dict]] | None = None) -> str:
+    """``prior``: (the prior card's name, :func:`prior_stages` of it), see ``--prior-card``."""
     stages = [_stage_summary(r) for r in runs]
     envs = [_stage_env(r) for r in runs]
     env = next((e for e in reversed(envs) if e is not None), None)  # the last GPU stage's
@@ -245,6 +265,11 @@ def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: 
         "| stage | run | where | loss | iterations run (planned) | weights taken at | patch x batch | lr | wall time (min) |",
         "|---|---|---|---|---:|---:|---|---:|---:|",
     ]
+    k = len(prior[1]) if prior else 0
+    for i, row in enumerate(prior[1] if prior else [], 1):
+        cells = list(row["cells"])
+        cells[0] = f"{cells[0]} (from `{prior[0]}`)"
+        lines.append(f"| {i} | " + " | ".join(cells) + " |")
     for i, st in enumerate(stages, 1):
         c = st["config"]
         # the next stage started from this one's last (EMA) weights, or from its best (a shipped copy)
@@ -252,15 +277,20 @@ def write_card(model: str, runs: list[pathlib.Path], ev: dict | None, eval_cmd: 
         best = st["best_step"] and (i == len(stages) or not nxt.endswith("last.safetensors"))
         taken = f"best val, step {st['best_step']}" if best else "last (EMA)"
         loss = c.get("loss_resolved") or c["loss"]  # the trainer records what "auto" resolved to
-        lines.append(f"| {i} | `{pathlib.Path(st['run']).name}` | {_where(envs[i - 1])} | `{loss}` | "
+        lines.append(f"| {i + k} | `{pathlib.Path(st['run']).name}` | {_where(envs[i - 1])} | `{loss}` | "
                      f"{st['steps']} ({c['iterations']}) | {taken} | {c['patch']} x {c['batch']} | {c['lr']:g} | "
                      f"{st['minutes']:.1f} |")
     lines += ["", "Configs: each run folder's `config.json` (" + ", ".join(f"`{pathlib.Path(st['run']).name}`" for st in stages)
-              + "); the recipes they were made from are in `training/configs/`.", ""]
+              + "); the recipes they were made from are in `training/configs/`."]
+    if prior:
+        lines += [f"Stages 1-{k} are the recipe of the weights stage {k + 1} started from "
+                  f"(`{stages[0]['config'].get('init_from')}`), as their card `{prior[0]}` records it; their run "
+                  "folders are gone. They saw the `train` split of their day."]
+    lines.append("")
     if ev is not None:
         lines += _validation_lines(model, ev, eval_cmd)
     n = _train_count([st["config"] for st in stages])
-    lines += _limits_lines(model, [f"* Trained on {n} panoramas for " + _minutes(stages, envs) + ", far less than the paper's",
+    lines += _limits_lines(model, [f"* Trained on {n} panoramas for " + _minutes(stages, envs, prior[1] if prior else ()) + ", far less than the paper's",
                                    "  schedule: judge it by the tables above, not by the paper's figures."])
     return "\n".join(lines)
 
@@ -308,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage", action="append", default=[], help="earlier stages (in order) of the recipe")
     ap.add_argument("--eval", help="hdrlift-eval --json output to put in the card")
     ap.add_argument("--eval-cmd", help="the command that produced --eval")
+    ap.add_argument("--prior-card", help="card of the weights the first stage started from (its run folders gone)")
     args = ap.parse_args(argv)
     if args.refresh:
         return _refresh(args)
@@ -323,15 +354,24 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(f) for st in stages for f in (st / "config.json", st / "log.jsonl") if not f.is_file()]
     if args.eval and not pathlib.Path(args.eval).is_file():
         missing.append(args.eval)
+    if args.prior_card and not pathlib.Path(args.prior_card).is_file():
+        missing.append(args.prior_card)
     if missing:  # check everything before the weights are replaced, so a failure changes nothing
         print(f"card: error: not found: {', '.join(missing)}", file=sys.stderr)
         return 2
+    prior = None
+    if args.prior_card:
+        try:
+            prior = (pathlib.Path(args.prior_card).name, prior_stages(pathlib.Path(args.prior_card).read_text()))
+        except ValueError as exc:
+            print(f"card: error: {args.prior_card}: {exc}", file=sys.stderr)
+            return 2
     ev = json.loads(pathlib.Path(args.eval).read_text()) if args.eval else None
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     dst = WEIGHTS_DIR / f"{args.model}.safetensors"
     with replacing(dst) as tmp:
         shutil.copyfile(src, tmp)
-    text = write_card(args.model, stages, ev, args.eval_cmd, dst)
+    text = write_card(args.model, stages, ev, args.eval_cmd, dst, prior)
     atomic_write_text(WEIGHTS_DIR / f"{args.model}.md", text)
     print(f"wrote {dst} and {dst.with_suffix('.md')}")
     return 0

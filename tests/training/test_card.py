@@ -119,3 +119,27 @@ def test_refresh_keeps_how_the_weights_were_made_and_checks_them(tmp_path, weigh
     assert card.main(["--model", "hdrcnn-lite", "--refresh", "--eval", str(tmp_path / "ev2.json")]) == 2
     assert "does not describe" in capsys.readouterr().err
     assert (weights_dir / "hdrcnn-lite.md").read_text() == after
+
+
+def test_prior_card_rows_come_first_and_count_in_the_total(tmp_path, weights_dir, capsys):
+    prior = tmp_path / "old.md"
+    prior.write_text("# Model card\n\n| stage | run | where | loss | iterations run (planned) | weights taken at | "
+                     "patch x batch | lr | wall time (min) |\n|---|---|---|---|---:|---:|---|---:|---:|\n"
+                     "| 1 | `s1` | CPU (2 cores) | `log_l1` | 1050 (6000) | last (EMA) | 128 x 8 | 0.0002 | 10.5 |\n"
+                     "| 2 | `s2` | CPU (2 cores) | `psnr` | 3250 (4000) | best val, step 3000 | 128 x 8 | 0.0001 | 38.0 |\n")
+    run = _run(tmp_path / "new", loss="clipped_log_l1", resolved="clipped_log_l1", steps=600, best=600,
+               init_from="runs/old/w.safetensors")
+    assert card.main(["--model", "hdrcnn-lite", "--run", str(run), "--prior-card", str(prior)]) == 0
+    text = (weights_dir / "hdrcnn-lite.md").read_text()
+    rows = [ln for ln in text.splitlines() if ln[:4] in ("| 1 ", "| 2 ", "| 3 ")]
+    assert rows[0].startswith("| 1 | `s1` (from `old.md`) | CPU (2 cores) | `log_l1` |")
+    assert rows[1].startswith("| 2 | `s2` (from `old.md`)") and rows[2].startswith("| 3 | `new` |")
+    assert "Stages 1-2 are the recipe of the weights stage 3 started from (`runs/old/w.safetensors`)" in text
+    # 10.5 + 38.0 from the prior card, plus the new stage's minute (its log's last elapsed_s is 55 s)
+    assert "for 49 minutes on a 2-core CPU" in text
+    # a prior card without a stage table is refused and nothing is written
+    (tmp_path / "bad.md").write_text("# no table\n")
+    before = (weights_dir / "hdrcnn-lite.md").read_text()
+    assert card.main(["--model", "hdrcnn-lite", "--run", str(run), "--prior-card", str(tmp_path / "bad.md")]) == 2
+    assert "no stage table" in capsys.readouterr().err
+    assert (weights_dir / "hdrcnn-lite.md").read_text() == before
