@@ -19,7 +19,9 @@ is :func:`loss_names`; docs/training.md gives each one's equation):
 
 * ``eilertsen_log`` / ``eilertsen_ir``: HDR-CNN Eq. 19 / Eq. 20-22 on the log prediction.
 * ``log_l1``: L1 of ``log(H + 1/255)`` on the linear output (any network).
-* ``psnr`` (:mod:`hdrlift.training.objectives`): per-image PSNR in the evaluation's domains.
+* ``psnr`` (:mod:`hdrlift.training.objectives`): per-image PSNR in the evaluation's domains;
+  ``psnr_gain``: the same as a gain over the inverse camera curve with a hinge on images that gain
+  less than 0.5 dB; ``clipped_log_l1`` / ``clipped_log_l2``: log error on the clipped channels, per image.
 * every name of :data:`hdrlift.training.losses.RECIPES` (Moriwaki, Santos, HDRUNet, Kalantari /
   AHDRNet mu-law, Kim, SingleHDR joint).
 * SingleHDR's per-stage losses (:data:`TRAINER_RECIPES`): ``singlehdr_deq``, ``singlehdr_lin``,
@@ -273,7 +275,7 @@ NO_VGG_FALLBACK = {"santos": "santos_rec", "moriwaki_hybrid": "moriwaki_rec_gan"
 VGG_LOSSES = ("santos", "moriwaki_rec_vgg", "moriwaki_hybrid", "singlehdr_p", "singlehdr_hal_p")
 #: losses that need the discriminator ("gan": true)
 GAN_LOSSES = ("moriwaki_hybrid", "moriwaki_rec_gan")
-BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "clipped_log_l1", "clipped_log_l2", "psnr")
+BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "clipped_log_l1", "clipped_log_l2", "psnr", "psnr_gain")
 
 
 def _singlehdr_code(hdr: torch.Tensor) -> torch.Tensor:
@@ -386,7 +388,7 @@ def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.
         from hdrlift.training.objectives import psnr_objective
 
         return psnr_objective(net(ldr), hdr)
-    if loss in ("clipped_log_l1", "clipped_log_l2"):
+    if loss in ("clipped_log_l1", "clipped_log_l2", "psnr_gain"):
         from hdrlift.training import objectives
 
         return getattr(objectives, loss)(net(ldr), hdr, ldr)

@@ -243,3 +243,35 @@ def test_clipped_log_l1_weighs_images_not_pixels():
     from hdrlift.training.objectives import clipped_log_l2
 
     assert float(clipped_log_l2(pred, target, ldr)) == pytest.approx(d * d, rel=1e-5)
+
+
+def test_psnr_gain_is_zero_for_the_inverse_curve_and_weighs_images_that_lose():
+    """training/objectives.py::psnr_gain: the inverse camera curve itself scores the hinge alone
+    (no gain, a 0.5 dB shortfall), a prediction nearer the truth scores below it, and the hinge
+    multiplies the gradient of an image that loses against the curve by 1 + hinge."""
+    from hdrlift.engine.colour_maths import srgb_to_linear
+    from hdrlift.training.objectives import psnr_gain
+
+    torch.manual_seed(0)
+    ldr = torch.rand(2, 3, 16, 16) * 0.8
+    ldr[:, :, 4:8, 4:8] = 1.0  # a clipped block in each image
+    base = srgb_to_linear(ldr)
+    target = torch.where(ldr >= 1.0, torch.full_like(ldr, 3.0), base)
+    hinge = 4.0
+    # the curve itself: r = 0 in both domains, hinge * 0.05 each
+    at_base = psnr_gain(base, target, ldr, hinge=hinge, clipped_l1=0.0)
+    assert float(at_base) == pytest.approx(2 * hinge * 0.05, rel=1e-5)
+    # half-way to the truth inside the clipped block: better than the curve in both domains
+    better = torch.where(ldr >= 1.0, torch.full_like(ldr, 2.0), base)
+    assert float(psnr_gain(better, target, ldr, hinge=hinge, clipped_l1=0.0)) < 0.0
+    # an image that loses gets (1 + hinge) times the gradient of one that gains (same error size)
+    pred = torch.where(ldr >= 1.0, torch.full_like(ldr, 2.0), base)
+    pred[1] = torch.where(ldr[1] >= 1.0, torch.full_like(ldr[1], 30.0), base[1])  # far too bright: a loss
+    pred.requires_grad_(True)
+    psnr_gain(pred, target, ldr, hinge=hinge, clipped_l1=0.0).backward()
+    g = pred.grad.abs().sum(dim=(1, 2, 3))
+    plain = pred.detach().clone().requires_grad_(True)
+    psnr_gain(plain, target, ldr, hinge=0.0, clipped_l1=0.0).backward()
+    g0 = plain.grad.abs().sum(dim=(1, 2, 3))
+    assert float(g[0] / g0[0]) == pytest.approx(1.0, rel=1e-4)  # gains: no hinge
+    assert float(g[1] / g0[1]) == pytest.approx(1.0 + hinge, rel=1e-4)  # loses: 1 + hinge
