@@ -440,11 +440,15 @@ def _evaluate(args: argparse.Namespace) -> int:
                            "cvvdp": bool(cvvdp), "demo_frames": args.demo_frames,
                            "seconds": round(time.perf_counter() - t0, 1)}
     summary["per_image"] = per_model
-    text = markdown(summary)
+    return _write_results(args, summary, markdown(summary))
+
+
+def _write_results(args: argparse.Namespace, data: dict, text: str) -> int:
+    """Print the tables; write ``--json`` and ``--markdown`` atomically (one line on failure)."""
     print(text)
     try:
         if args.json:
-            atomic_write_text(args.json, json.dumps(summary, indent=1, allow_nan=True) + "\n")
+            atomic_write_text(args.json, json.dumps(data, indent=1, allow_nan=True) + "\n")
         if args.markdown:
             atomic_write_text(args.markdown, text)
     except OSError as exc:
@@ -456,16 +460,7 @@ def _evaluate_video(args: argparse.Namespace, models: list[str], weights: dict[s
     from hdrlift.training import temporal as T
 
     table = T.video_table(args.video, models, device=args.device, weights=weights, max_frames=args.video_frames)
-    text = T.video_markdown(table)
-    print(text)
-    try:
-        if args.json:
-            atomic_write_text(args.json, json.dumps(table, indent=1, allow_nan=True) + "\n")
-        if args.markdown:
-            atomic_write_text(args.markdown, text)
-    except OSError as exc:
-        raise OutputError(f"cannot write results: {exc.strerror or exc}") from None
-    return 0
+    return _write_results(args, table, T.video_markdown(table))
 
 
 if __name__ == "__main__":
