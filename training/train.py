@@ -104,6 +104,8 @@ class TrainConfig:
     # with init_from: load only the tensors whose name and shape match (a changed layer starts
     # fresh, e.g. the resize-convolution decoder from deconvolution weights); False = strict
     init_partial: bool = False
+    # keyword arguments of an objective of training/objectives.py (psnr_gain: margin_db, hinge, clipped_l1)
+    loss_params: dict | None = None
     select: str = "psnr_mu+pu21_psnr"  # validation score that picks best.safetensors ("+"-joined metrics, "2*worst_mu")
     val_cases: tuple[str, ...] = ("views",)  # validation cases (training/val_cases.py)
     # Moriwaki et al. 2018 (§4): alternate discriminator and generator updates
@@ -181,6 +183,21 @@ class TrainConfig:
                 raise InputError(f"{where}: select terms are METRIC or WEIGHT*METRIC, got {term!r}") from None
             if not name:
                 raise InputError(f"{where}: select has an empty term: {self.select!r}")
+        if self.loss_params is not None:
+            import inspect
+
+            from hdrlift.training import objectives
+
+            fn = getattr(objectives, self.loss, None) if self.loss in OBJECTIVE_LOSSES else None
+            if fn is None:
+                raise InputError(f"{where}: loss_params apply to the losses {', '.join(OBJECTIVE_LOSSES)}, "
+                                 f"not {self.loss!r}")
+            allowed = set(list(inspect.signature(fn).parameters)[3:])
+            bad = sorted(k for k, v in self.loss_params.items()
+                         if k not in allowed or isinstance(v, bool) or not isinstance(v, (int, float)))
+            if bad:
+                raise InputError(f"{where}: loss_params of {self.loss} take numbers for {', '.join(sorted(allowed))}; "
+                                 f"refused: {', '.join(bad)}")
         if self.fit_time and not self.time_limit_min > 0:
             raise InputError(f"{where}: fit_time needs time_limit_min > 0")
         if self.stages is not None:
@@ -275,6 +292,7 @@ NO_VGG_FALLBACK = {"santos": "santos_rec", "moriwaki_hybrid": "moriwaki_rec_gan"
 VGG_LOSSES = ("santos", "moriwaki_rec_vgg", "moriwaki_hybrid", "singlehdr_p", "singlehdr_hal_p")
 #: losses that need the discriminator ("gan": true)
 GAN_LOSSES = ("moriwaki_hybrid", "moriwaki_rec_gan")
+OBJECTIVE_LOSSES = ("clipped_log_l1", "clipped_log_l2", "psnr_gain")  # training/objectives.py, take loss_params
 BUILTIN_LOSSES = ("eilertsen_log", "eilertsen_ir", "log_l1", "clipped_log_l1", "clipped_log_l2", "psnr", "psnr_gain")
 
 
@@ -373,8 +391,10 @@ def resolve_loss(model: str, loss: str = "auto", gan: bool = False) -> str:
     return loss
 
 
-def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.Tensor, loss: str) -> torch.Tensor:
-    """The (non-adversarial) loss ``loss`` of network ``net`` (model ``name``) on one batch."""
+def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.Tensor, loss: str,
+                 params: dict | None = None) -> torch.Tensor:
+    """The (non-adversarial) loss ``loss`` of network ``net`` (model ``name``) on one batch;
+    ``params``: keyword arguments of an objective (``"loss_params"``)."""
     if loss == "auto":
         loss = resolve_loss(name, loss)
     if loss in ("eilertsen_log", "eilertsen_ir"):
@@ -388,10 +408,10 @@ def compute_loss(net: torch.nn.Module, name: str, ldr: torch.Tensor, hdr: torch.
         from hdrlift.training.objectives import psnr_objective
 
         return psnr_objective(net(ldr), hdr)
-    if loss in ("clipped_log_l1", "clipped_log_l2", "psnr_gain"):
+    if loss in OBJECTIVE_LOSSES:
         from hdrlift.training import objectives
 
-        return getattr(objectives, loss)(net(ldr), hdr, ldr)
+        return getattr(objectives, loss)(net(ldr), hdr, ldr, **(params or {}))
     fn = TRAINER_RECIPES.get(loss) or L.RECIPES.get(loss)
     if fn is not None:
         return fn(net, ldr, hdr)
@@ -850,7 +870,7 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                 loss_d = None
                 if disc is None:
                     with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                        loss = compute_loss(net, cfg.model, ldr, hdr, loss_name)
+                        loss = compute_loss(net, cfg.model, ldr, hdr, loss_name, cfg.loss_params)
                 else:
                     # Moriwaki §4: the discriminator (Eq. 5) and the generator (Eq. 1) updated alternately
                     for g in opt_d.param_groups:

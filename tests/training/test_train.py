@@ -496,3 +496,23 @@ def test_init_partial_loads_matching_tensors_and_keeps_the_layout(tmp_path):
     with pytest.raises(InputError, match="no tensor"):
         save_file({"x": torch.zeros(2)}, str(tmp_path / "none.safetensors"))
         T.load_partial(net, tmp_path / "none.safetensors")
+
+
+def test_loss_params_reach_the_objective_and_are_checked():
+    """``"loss_params"``: keyword arguments of a training/objectives.py loss, checked at start."""
+    T.TrainConfig(loss="psnr_gain", loss_params={"hinge": 8, "margin_db": 1.0}).check()
+    with pytest.raises(InputError, match="refused: nope"):
+        T.TrainConfig(loss="psnr_gain", loss_params={"nope": 1.0}).check()
+    with pytest.raises(InputError, match="refused: hinge"):
+        T.TrainConfig(loss="psnr_gain", loss_params={"hinge": "big"}).check()
+    with pytest.raises(InputError, match="apply to the losses"):
+        T.TrainConfig(loss="log_l1", loss_params={"hinge": 1.0}).check()
+    net = T.build_network("hdrcnn-lite").eval()
+    torch.manual_seed(0)
+    ldr = torch.rand(2, 3, 32, 32)
+    ldr[:, :, 8:16, 8:16] = 1.0
+    hdr = torch.where(ldr >= 1.0, torch.full_like(ldr, 6.0), ldr ** 2.2)
+    with torch.no_grad():
+        a = T.compute_loss(net, "hdrcnn-lite", ldr, hdr, "psnr_gain")
+        b = T.compute_loss(net, "hdrcnn-lite", ldr, hdr, "psnr_gain", {"hinge": 0.0, "clipped_l1": 0.0})
+    assert float(a) != pytest.approx(float(b))
