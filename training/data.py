@@ -252,7 +252,8 @@ class PatchDataset:
     def __init__(self, folder: HdrFolder, size: int = 128, seed: int = 0, clip_range=(0.01, 0.12),
                  curves: str = "srgb", noise: bool = False, compression: bool = False,
                  sampling: str = "random", threshold: float | None = None, tries: int | None = None,
-                 pretrain: str | None = None, mask_coverage: tuple[float, float] | None = None):
+                 pretrain: str | None = None, mask_coverage: tuple[float, float] | None = None,
+                 recolour: float = 0.0):
         from hdrlift.training import santos_data as sd
 
         if sampling not in self.SAMPLINGS:
@@ -270,6 +271,9 @@ class PatchDataset:
         self.threshold = sd.THRESHOLD if threshold is None else float(threshold)
         self.tries = sd.DEFAULT_TRIES if tries is None else int(tries)
         self.pretrain = pretrain
+        if not 0.0 <= recolour <= 1.0:
+            raise ValueError(f"recolour must be a probability in [0, 1], got {recolour}")
+        self.recolour = float(recolour)
         self.mask_coverage = tuple(mask_coverage) if mask_coverage is not None else sd.DEFAULT_COVERAGE
         lo, hi = self.mask_coverage
         if not 0.0 <= lo <= hi < 1.0:
@@ -280,6 +284,10 @@ class PatchDataset:
         rng = self.rng
         img = self.folder[int(rng.integers(len(self.folder)))]
         view = augment(random_view(img, rng, self.size), rng)
+        if self.recolour and rng.random() < self.recolour:  # saturated coloured highlights
+            from hdrlift.training.val_cases import random_tint, recolour
+
+            view = recolour(view, random_tint(rng), float(rng.uniform(0.75, 0.97)), float(rng.uniform(0.3, 0.7)))
         view = normalise_median(view)
         camera = cam.random_camera(rng, clip_range=self.clip_range, curves=self.curves,
                                    noise=self.noise, compression=self.compression)

@@ -117,6 +117,7 @@ class TrainConfig:
     sampling_tries: int = 8  # candidates per sample with "santos" (and half the samples with "highlights") sampling
     pretrain: str | None = None  # None or "inpainting"
     mask_coverage: tuple[float, float] = (0.01, 0.6)  # fraction of each patch hidden when pretraining
+    recolour: float = 0.0  # probability that a training view's highlights take a random saturated colour
     # staged recipes: partial configs run one after another, each from the previous stage's weights
     stages: list[dict[str, Any]] | None = None
 
@@ -183,6 +184,8 @@ class TrainConfig:
                 raise InputError(f"{where}: select terms are METRIC or WEIGHT*METRIC, got {term!r}") from None
             if not name:
                 raise InputError(f"{where}: select has an empty term: {self.select!r}")
+        if not 0.0 <= self.recolour <= 1.0:
+            raise InputError(f"{where}: recolour must be a probability in [0, 1], got {self.recolour}")
         if self.loss_params is not None:
             import inspect
 
@@ -780,7 +783,7 @@ def _train_one(cfg: TrainConfig, out: pathlib.Path, resume: bool = False, device
                                  clip_range=cfg.clip_range, curves=cfg.curves, noise=cfg.noise,
                                  compression=cfg.compression, sampling=cfg.patch_sampling,
                                  threshold=cfg.santos_threshold, tries=cfg.sampling_tries,
-                                 pretrain=cfg.pretrain, mask_coverage=cfg.mask_coverage)
+                                 pretrain=cfg.pretrain, mask_coverage=cfg.mask_coverage, recolour=cfg.recolour)
         val_items = validation_set(open_hdr(cfg.data, cfg.val_split), views=cfg.val_views,
                                    size=cfg.val_size, cases=cfg.val_cases) if cfg.val_split else []
     except (FileNotFoundError, OSError) as exc:  # a missing folder or an unreadable pack

@@ -47,18 +47,33 @@ def brightness(hdr: np.ndarray) -> np.ndarray:
     return hdr.max(axis=-1)
 
 
+def recolour(hdr: np.ndarray, tint, quantile: float = 0.90, ramp: float = 0.5) -> np.ndarray:
+    """``H' = (1 - w) H + w max_c(H) t`` (module docstring): ``w`` ramps from 0 at ``(1 - ramp)``
+    times the view's ``quantile`` of brightness to 1 at it; ``t`` (largest channel 1) the tint.
+    Also the training augmentation (``"recolour"``, :class:`hdrlift.training.data.PatchDataset`)."""
+    t = np.asarray(tint, np.float32)
+    b = brightness(hdr)
+    q = float(np.quantile(b, quantile))
+    if q <= 0:
+        return hdr.copy()
+    w = np.clip((b / q - (1.0 - ramp)) / ramp, 0.0, 1.0)[..., None].astype(np.float32)
+    out = (1.0 - w) * hdr + w * b[..., None] * t
+    return np.ascontiguousarray(out.astype(np.float32))
+
+
 def saturate_highlights(hdr: np.ndarray, rng: np.random.Generator, tint: str | None = None) -> tuple[np.ndarray, str]:
     """The view with its highlights recoloured by a saturated tint (module docstring); returns
     ``(hdr', tint name)``."""
     name = tint or str(rng.choice(sorted(TINTS)))
-    t = np.asarray(TINTS[name], np.float32)
-    b = brightness(hdr)
-    q = float(np.quantile(b, 0.90))
-    if q <= 0:
-        return hdr.copy(), name
-    w = np.clip((b / q - 0.5) / 0.5, 0.0, 1.0)[..., None].astype(np.float32)
-    out = (1.0 - w) * hdr + w * b[..., None] * t
-    return np.ascontiguousarray(out.astype(np.float32)), name
+    return recolour(hdr, TINTS[name]), name
+
+
+def random_tint(rng: np.random.Generator) -> np.ndarray:
+    """A random saturated colour, largest channel 1: hue uniform, HSV saturation 0.7-1 (the
+    training augmentation draws its own colours, not the six validation tints)."""
+    h, s = float(rng.uniform(0.0, 6.0)), float(rng.uniform(0.7, 1.0))
+    k = (np.array([5.0, 3.0, 1.0]) + h) % 6.0
+    return (1.0 - s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)).astype(np.float32)
 
 
 def add_speculars(hdr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -92,4 +107,4 @@ def variant(case: str, hdr: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     raise ValueError(f"unknown validation case {case!r}; valid: {', '.join(CASES)}")
 
 
-__all__ = ["CASES", "TINTS", "saturate_highlights", "add_speculars", "variant", "brightness"]
+__all__ = ["CASES", "TINTS", "recolour", "random_tint", "saturate_highlights", "add_speculars", "variant", "brightness"]

@@ -259,3 +259,33 @@ def test_highlight_sampling_prefers_bright_highlights(hdr_folder):
     assert head[1] > head[0] + 0.1, head
     assert D.highlight_headroom(np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32)) == 0.0
     assert D.highlight_headroom(np.ones((4, 4, 3), np.float32), np.full((4, 4, 3), 8.0, np.float32)) == 3.0
+
+
+def test_recolour_gives_saturated_highlights_with_their_brightness(hdr_folder):
+    """recolour (training augmentation, training/val_cases.py::recolour): the recoloured pixels keep
+    their brightest channel and take the tint's chromaticity; with recolour=1 the training stream
+    has far more clipped pixels whose other channels stay well below white than without."""
+    from hdrlift.training.val_cases import random_tint, recolour
+
+    rng = np.random.default_rng(0)
+    tints = np.stack([random_tint(rng) for _ in range(200)])
+    assert np.allclose(tints.max(1), 1.0) and (tints.min(1) <= 0.3 + 1e-6).all()  # saturation >= 0.7
+    hdr = np.full((8, 8, 3), 0.2, np.float32)
+    hdr[:4] = 3.0  # a bright half
+    out = recolour(hdr, (1.0, 0.5, 0.0), quantile=0.9, ramp=0.5)
+    assert np.allclose(out[:4], [3.0, 1.5, 0.0]) and np.allclose(out[4:], 0.2)
+    with pytest.raises(ValueError, match="recolour"):
+        D.PatchDataset(D.HdrFolder(hdr_folder), size=32, recolour=1.5)
+
+    def saturated_share(ds):
+        n = tot = 0
+        for _ in range(40):
+            ldr, _ = ds.sample()
+            clipped = ldr.max(0) >= 0.99
+            n += int((clipped & (ldr.min(0) < 0.5)).sum())
+            tot += int(clipped.sum())
+        return n / max(1, tot)
+
+    plain = D.PatchDataset(D.HdrFolder(hdr_folder), size=32, seed=5, clip_range=(0.02, 0.05))
+    tinted = D.PatchDataset(D.HdrFolder(hdr_folder), size=32, seed=5, clip_range=(0.02, 0.05), recolour=1.0)
+    assert saturated_share(tinted) > saturated_share(plain) + 0.3
