@@ -37,6 +37,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from hdrlift.engine.colour_maths import luminance
 from hdrlift.engine.io.video import VideoReader
 from hdrlift.engine.pipeline import Pipeline
 from hdrlift.training import camera as cam
@@ -106,7 +107,7 @@ def render_clip(pano: np.ndarray, move, frames: int, w: int, h: int, seed: int) 
                                     f0 + (f1 - f0) * s, w)
             view = view[(w - h) // 2:(w - h) // 2 + h]
             if med is None:
-                med = float(np.median(view @ cam.LUMA))
+                med = float(np.median(luminance(view)))
             # the ball: left to right on an arc, toward the camera, spinning
             cx = w * (0.15 + 0.7 * t)
             cy = h * (0.35 + 0.35 * (2 * t - 1) ** 2)
