@@ -14,20 +14,12 @@ from hdrlift.engine.models.conv_blocks import UpsampleDeconv, UpsampleResize
 from hdrlift.engine.models.hdrcnn import HDRCNN
 from hdrlift.engine.models.loading import load_model
 from hdrlift.training.metrics import grid_artefact_stops
+from tests.conftest import perturb_weights
 
 
 def perturb(net: torch.nn.Module, seed: int = 0, amp: float = 0.3) -> torch.nn.Module:
     """Jitter every weight by ``amp`` times its tensor's mean magnitude (zero tensors get values)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            if p.dim() < 2:
-                continue
-            if float(p.abs().max()) == 0.0:
-                p.copy_(0.05 * torch.randn(p.shape, generator=g))
-            else:
-                p.add_(amp * p.abs().mean() * torch.randn(p.shape, generator=g))
-    return net.eval()
+    return perturb_weights(net, seed, scale=amp, additive=True)
 
 
 def test_resize_block_starts_as_bilinear_upsampling():

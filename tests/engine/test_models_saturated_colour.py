@@ -21,6 +21,7 @@ from hdrlift.engine.models import expandnet, hdrcnn, hdrunet, kim, moriwaki, san
 from hdrlift.engine.models.loading import LoadedModel, crop_to, load_model, pad_to_multiple
 from hdrlift.engine.models.masks import channel_alpha, keep_unclipped, soft_exposure_mask
 from hdrlift.engine.models.registry import available, get_info
+from tests.conftest import perturb_weights
 
 # narrow variants of every single-image network of the catalogue (same code paths, fast)
 SMALL = {
@@ -60,16 +61,7 @@ def test_every_single_image_network_is_covered():
 def perturb(net: torch.nn.Module, seed: int = 0, head: float = 0.3) -> torch.nn.Module:
     """Random weights with every branch active (zero-initialised heads get values of scale
     ``head``), so the networks predict something other than the input everywhere."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            if p.dim() < 2:
-                continue
-            if float(p.abs().max()) == 0.0:
-                p.copy_(head * torch.randn(p.shape, generator=g))
-            else:
-                p.mul_(1.0 + 0.5 * torch.randn(p.shape, generator=g))
-    return net.eval()
+    return perturb_weights(net, seed, head=head, scale=0.5)
 
 
 def saturated_highlights(h: int = 64, w: int = 96) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -28,6 +28,7 @@ from hdrlift.training.discriminator import (
     generator_adversarial_loss,
     log_hdr,
 )
+from tests.conftest import perturb_weights
 
 NAMES = ("santos", "expandnet", "moriwaki", "singlehdr")
 FACTORIES = {"santos": santos.santos, "expandnet": expandnet.expandnet, "moriwaki": moriwaki.moriwaki,
@@ -43,19 +44,8 @@ SMALL = {"santos": lambda: santos.SantosHDR(width=0.25), "expandnet": expandnet.
 
 
 def perturb(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Untrained weights with every branch active: the zero-initialised heads ("do-nothing"
-    starts) get random values and every other weight is jittered, so the outputs depend on all
-    the convolutions (an identity network would make every parity check trivial)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            if p.dim() < 2:
-                continue
-            if float(p.abs().max()) == 0.0:
-                p.copy_(0.05 * torch.randn(p.shape, generator=g))
-            else:
-                p.mul_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
-    return net.eval()
+    """Untrained weights with every branch active (tests/conftest.py::perturb_weights)."""
+    return perturb_weights(net, seed)
 
 
 def loaded(name: str, seed: int = 0, small: bool = False) -> LoadedModel:
