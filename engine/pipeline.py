@@ -248,10 +248,14 @@ class LocalStep(FrameStep):
                 yield group
                 continue
             tm = time.perf_counter()
-            outputs = self.p.infer_frames([w.payload for w in group])
+            outputs = self._infer(group)
             timings["model"] += time.perf_counter() - tm
             for w, out in zip(group, outputs):
                 yield w, out
+
+    def _infer(self, group: list[Work]) -> list:
+        """The outputs of one group of frames, in order (what :meth:`run` hands on)."""
+        return self.p.infer_frames([w.payload for w in group])
 
     def finish(self, output) -> tuple[np.ndarray, np.ndarray]:
         lin, mask = output
@@ -345,16 +349,8 @@ class DeviceStep(LocalStep):
     def prepare(self, frame):
         return self.frames.upload(frame, self._in)
 
-    def run(self, items: Iterator, timings: dict) -> Iterator:
-        for group in self._groups(items):
-            if isinstance(group, Skip):
-                yield group
-                continue
-            tm = time.perf_counter()
-            downloads = self.frames.compute([w.payload for w in group], self._body(group))
-            timings["model"] += time.perf_counter() - tm
-            for w, out in zip(group, downloads):
-                yield w, out
+    def _infer(self, group: list[Work]) -> list:
+        return self.frames.compute([w.payload for w in group], self._body(group))
 
     def _body(self, group: list[Work]):
         import torch
