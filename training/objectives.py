@@ -43,11 +43,7 @@ def psnr_objective(pred: torch.Tensor, target: torch.Tensor, log_l1: float = 0.1
     """``mean_i [log10 MSE_mu(i) + log10 MSE_PU21(i) / peak^2] + log_l1 * L1(log)`` (lower is better)."""
     n = pred.shape[0]
     norm = torch.quantile(target.reshape(n, -1), 0.99, dim=1).clamp(min=1e-6).view(n, 1, 1, 1)
-    mse_mu = ((mu_tonemap_t(pred, norm) - mu_tonemap_t(target, norm)) ** 2).reshape(n, -1).mean(1)
-    peak = float(pu21_encode_t(torch.tensor(PU21_L_MAX)))
-    pa = pu21_encode_t(luminance(pred.clamp(min=0.0)) * DISPLAY_WHITE_NITS)
-    pb = pu21_encode_t(luminance(target) * DISPLAY_WHITE_NITS)
-    mse_pu = ((pa - pb) ** 2).reshape(n, -1).mean(1) / (peak * peak)
+    mse_mu, mse_pu = _per_image_mse(pred, target, norm)
     eps = 1.0 / 255.0
     l1 = (torch.log(pred.clamp(min=0.0) + eps) - torch.log(target + eps)).abs().mean()
     return (torch.log10(mse_mu + floor) + torch.log10(mse_pu + floor)).mean() + log_l1 * l1
