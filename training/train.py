@@ -176,14 +176,10 @@ class TrainConfig:
         if not self.val_cases or any(c not in CASES for c in self.val_cases):
             raise InputError(f"{where}: val_cases must be a non-empty list of {', '.join(CASES)}, "
                              f"got {list(self.val_cases)}")
-        for term in self.select.split("+"):
-            w, _, name = term.strip().rpartition("*")
-            try:
-                float(w or 1.0)
-            except ValueError:
-                raise InputError(f"{where}: select terms are METRIC or WEIGHT*METRIC, got {term!r}") from None
-            if not name:
-                raise InputError(f"{where}: select has an empty term: {self.select!r}")
+        try:
+            select_terms(self.select)
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from None
         if not 0.0 <= self.recolour <= 1.0:
             raise InputError(f"{where}: recolour must be a probability in [0, 1], got {self.recolour}")
         if self.loss_params is not None:
@@ -525,14 +521,25 @@ def load_partial(net: torch.nn.Module, path: str | os.PathLike) -> tuple[int, li
     return len(take), sorted(k for k in own if k not in take)
 
 
-def select_score(select: str, metrics: dict[str, float]) -> float:
-    """The validation score of ``"select"``: ``+``-joined metric names, each optionally weighted
-    (``"psnr_mu+pu21_psnr+2*worst_mu"``); a missing metric counts -1e9."""
-    total = 0.0
+def select_terms(select: str) -> list[tuple[float, str]]:
+    """``"select"`` parsed: ``+``-joined metric names, each optionally weighted
+    (``"psnr_mu+pu21_psnr+2*worst_mu"``), as ``[(weight, metric)]``; ``ValueError`` on a bad term."""
+    terms = []
     for term in select.split("+"):
         w, _, name = term.strip().rpartition("*")
-        total += (float(w) if w else 1.0) * metrics.get(name, -1e9)
-    return total
+        try:
+            weight = float(w or 1.0)
+        except ValueError:
+            raise ValueError(f"select terms are METRIC or WEIGHT*METRIC, got {term!r}") from None
+        if not name:
+            raise ValueError(f"select has an empty term: {select!r}")
+        terms.append((weight, name))
+    return terms
+
+
+def select_score(select: str, metrics: dict[str, float]) -> float:
+    """The validation score of ``"select"`` (:func:`select_terms`); a missing metric counts -1e9."""
+    return sum(w * metrics.get(name, -1e9) for w, name in select_terms(select))
 
 
 def baseline_scores(items: list[dict]) -> list[dict[str, float]]:
