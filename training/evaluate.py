@@ -26,7 +26,7 @@ Protocol (one fixed, seeded set for every model, so rows are comparable):
 Scores are averaged over images per clip fraction and over everything ("overall"). Output: a
 markdown table on stdout (and ``--markdown FILE``), all numbers as JSON with ``--json FILE``.
 
-What the averages hide (``docs/models.md``, "What the val split now catches"):
+What the averages hide (``docs/models.md``, "Shipped networks against the classical operators"):
 
 5. **worst case against doing nothing** — ``worst_mu`` / ``worst_pu21``: the smallest, over the
    images of a table, of the model's PSNR-mu (PU21-PSNR) minus the plain inverse camera curve's on
