@@ -42,7 +42,7 @@ What the averages hide (``docs/models.md``, "Shipped networks against the classi
    lamps and windows clip), every model through the engine's pipeline as ``hdr-video`` runs it, on
    evenly spaced frames; over the pixels clipped in the input (brightest code value >= 0.99): the
    median of output / truth luminance (``ratio_median``, 1 = right on average, the inverse curve
-   reads about 0.2), the medians of output and truth, and their 99th percentiles (the sun's and
+   reads 0.59, docs/models.md), the medians of output and truth, and their 99th percentiles (the sun's and
    lamps' cores). No scale alignment: the clip's exposure puts both in the same units.
 
 A model may be given a label, ``--models hdrcnn-lite,hdrcnn-lite@v1 --weights
